@@ -1,0 +1,173 @@
+// The one place where every setting of dkim-relay is declared: its doc, default, format and
+// environment variable. README's configuration reference is written from this file.
+// Per-domain and per-user settings are arrays, never maps: convict splits keys on dots, and
+// domain names and addresses are full of them.
+import convict from 'convict';
+import net from 'node:net';
+
+/** "host:port" or "[v6]:port"; the port is optional where a default applies. */
+export function parseHostPort(value: string, defaultPort?: number): { host: string; port: number } {
+  const v = value.trim();
+  const bracket = /^\[([^\]]+)\](?::(\d+))?$/.exec(v);
+  let host: string;
+  let port: string | undefined;
+  if (bracket) {
+    host = bracket[1];
+    port = bracket[2];
+  } else if (net.isIPv6(v)) {
+    host = v;
+  } else {
+    const i = v.lastIndexOf(':');
+    host = i >= 0 ? v.slice(0, i) : v;
+    port = i >= 0 ? v.slice(i + 1) : undefined;
+  }
+  const portNumber = port === undefined ? defaultPort : Number(port);
+  if (!host || portNumber === undefined || !Number.isInteger(portNumber) || portNumber < 1 || portNumber > 65535) {
+    throw new Error(`"${value}" is not host:port (for example 192.0.2.1:25 or [2001:db8::1]:25)`);
+  }
+  return { host, port: portNumber };
+}
+
+/** CIDR such as 10.0.0.0/8 or ::1/128; a bare address means the single host. */
+export function parseCidr(value: string): { address: string; prefix: number; family: 'ipv4' | 'ipv6' } {
+  const [address, prefixText] = value.trim().split('/');
+  const family = net.isIPv4(address) ? 'ipv4' : net.isIPv6(address) ? 'ipv6' : null;
+  if (!family) throw new Error(`"${value}" is not an IP network (for example 192.0.2.0/24 or 2001:db8::/32)`);
+  const max = family === 'ipv4' ? 32 : 128;
+  const prefix = prefixText === undefined ? max : Number(prefixText);
+  if (!/^\d+$/.test(prefixText ?? String(max)) || prefix > max) {
+    throw new Error(`"${value}" has a bad prefix length (0-${max} for ${family === 'ipv4' ? 'IPv4' : 'IPv6'})`);
+  }
+  return { address, prefix, family };
+}
+
+function listOf(name: string, check: (item: string) => unknown) {
+  return {
+    name,
+    validate(value: unknown) {
+      if (!Array.isArray(value)) throw new Error('must be a list (comma separated in the environment)');
+      for (const item of value) check(String(item));
+    },
+    coerce: (value: string) => value.split(',').map((s) => s.trim()).filter(Boolean),
+  };
+}
+
+convict.addFormat(listOf('cidr-list', parseCidr));
+convict.addFormat(listOf('hostport-list', (s) => parseHostPort(s, 53)));
+convict.addFormat({
+  name: 'hostport-or-empty',
+  validate(value: unknown) {
+    if (value !== '') parseHostPort(String(value));
+  },
+});
+convict.addFormat({
+  name: 'ip-or-empty',
+  validate(value: unknown) {
+    if (value !== '' && !net.isIP(String(value))) throw new Error('must be an IPv4 or IPv6 address of this machine, or empty');
+  },
+});
+convict.addFormat({
+  name: 'bytes',
+  validate(value: unknown) {
+    if (!Number.isInteger(value) || (value as number) < 1) throw new Error('must be a positive number of bytes');
+  },
+  coerce: (value: string) => parseBytes(value),
+});
+convict.addFormat({
+  name: 'seconds',
+  validate(value: unknown) {
+    if (typeof value !== 'number' || !(value >= 0)) throw new Error('must be a duration such as 30s, 5m, 1h');
+  },
+  coerce: (value: string) => parseSeconds(value),
+});
+
+/** "50MB", "512KB", "1048576" -> bytes. */
+export function parseBytes(value: string | number): number {
+  if (typeof value === 'number') return value;
+  const m = /^\s*(\d+)\s*(B|KB|MB|GB)?\s*$/i.exec(value);
+  if (!m) return NaN;
+  const unit = { B: 1, KB: 1024, MB: 1024 ** 2, GB: 1024 ** 3 }[(m[2] ?? 'B').toUpperCase() as 'B'];
+  return Number(m[1]) * unit;
+}
+
+/** "90", "30s", "5m", "1h", "2d" -> seconds. */
+export function parseSeconds(value: string | number): number {
+  if (typeof value === 'number') return value;
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$/i.exec(value);
+  if (!m) return NaN;
+  const unit = { s: 1, m: 60, h: 3600, d: 86400 }[(m[2] ?? 's').toLowerCase() as 's'];
+  return Number(m[1]) * unit;
+}
+
+export const schema = {
+  submission: {
+    host: { doc: 'Address the submission server listens on (STARTTLS).', format: String, default: '127.0.0.1', env: 'RELAY_SUBMISSION_HOST' },
+    port: { doc: 'Port of the submission server (STARTTLS).', format: 'port', default: 2587, env: 'RELAY_SUBMISSION_PORT' },
+    tlsPort: {
+      doc: 'Port of an additional implicit-TLS submission listener (like 465); 0 turns it off.',
+      format: 'port', default: 0, env: 'RELAY_SUBMISSION_TLS_PORT',
+    },
+    maxSize: { doc: 'Largest message accepted, in bytes (or 50MB, 512KB).', format: 'bytes', default: 50 * 1024 * 1024, env: 'RELAY_MAX_SIZE' },
+    maxRecipients: { doc: 'Most recipients accepted for one message.', format: 'nat', default: 500, env: 'RELAY_MAX_RECIPIENTS' },
+    maxLineLength: {
+      doc: 'Longest header or body line accepted, in octets without CRLF (RFC 5322 allows 998).',
+      format: 'nat', default: 998, env: 'RELAY_MAX_LINE_LENGTH',
+    },
+    maxHeaderSize: { doc: 'Largest header section accepted, in bytes.', format: 'bytes', default: 1024 * 1024, env: 'RELAY_MAX_HEADER_SIZE' },
+    maxClients: { doc: 'Most simultaneous client connections.', format: 'nat', default: 200, env: 'RELAY_MAX_CLIENTS' },
+    socketTimeout: { doc: 'Idle time after which a client connection is closed.', format: 'seconds', default: 300, env: 'RELAY_SOCKET_TIMEOUT' },
+  },
+  tls: {
+    key: { doc: 'PEM private key for STARTTLS; empty: a self-signed certificate is made on first start and kept in the data dir.', format: String, default: '', env: 'RELAY_TLS_KEY' },
+    cert: { doc: 'PEM certificate (chain) for STARTTLS; set together with tls.key.', format: String, default: '', env: 'RELAY_TLS_CERT' },
+  },
+  trustedNetworks: {
+    doc: 'Client networks (CIDR) that may relay without AUTH.',
+    format: 'cidr-list', default: ['127.0.0.0/8', '::1/128'], env: 'RELAY_TRUSTED_NETWORKS',
+  },
+  usersFile: { doc: 'Users allowed to AUTH, with their sender domains (managed by `dkim-relay users`).', format: String, default: './config/users.json', env: 'RELAY_USERS_FILE' },
+  keysDir: { doc: 'The DKIM key store: one folder per signing domain.', format: String, default: './keys', env: 'RELAY_KEYS_DIR' },
+  dataDir: { doc: 'Spool and generated TLS certificate.', format: String, default: './data', env: 'RELAY_DATA_DIR' },
+  signing: {
+    unsignedPolicy: {
+      doc: 'What to do with mail from a domain that has no DKIM key: "refuse" (550 with the keygen command) or "relay" (deliver unsigned, logged as a warning).',
+      format: ['refuse', 'relay'], default: 'refuse', env: 'RELAY_UNSIGNED_POLICY',
+    },
+  },
+  delivery: {
+    localAddress: { doc: 'Fixed source IP for delivery; empty: the OS chooses.', format: 'ip-or-empty', default: '', env: 'RELAY_LOCAL_ADDRESS' },
+    heloName: { doc: 'EHLO name used on delivery; empty: the host name.', format: String, default: '', env: 'RELAY_HELO_NAME' },
+    mxPort: { doc: 'Port used on the recipients\' MX hosts.', format: 'port', default: 25, env: 'RELAY_MX_PORT' },
+    smarthost: { doc: 'Deliver everything to this host:port instead of the MX hosts; empty: MX delivery.', format: 'hostport-or-empty', default: '', env: 'RELAY_SMARTHOST' },
+    retryDelay: { doc: 'Wait before retrying a temporarily failed recipient.', format: 'seconds', default: 300, env: 'RELAY_RETRY_DELAY' },
+    maxAttempts: { doc: 'Delivery attempts per recipient before it is given up.', format: 'nat', default: 30, env: 'RELAY_MAX_ATTEMPTS' },
+    connectTimeout: { doc: 'Time to wait for an MX to answer.', format: 'seconds', default: 30, env: 'RELAY_CONNECT_TIMEOUT' },
+    concurrency: { doc: 'Messages delivered at the same time.', format: 'nat', default: 20, env: 'RELAY_DELIVERY_CONCURRENCY' },
+  },
+  dns: {
+    servers: { doc: 'DNS resolvers as host[:port]; empty: the system\'s.', format: 'hostport-list', default: [] as string[], env: 'RELAY_DNS_SERVERS' },
+    timeout: { doc: 'Time to wait for one DNS answer.', format: 'seconds', default: 5, env: 'RELAY_DNS_TIMEOUT' },
+  },
+  log: {
+    level: { doc: 'Log level: fatal, error, warn, info, debug, trace.', format: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info', env: 'RELAY_LOG_LEVEL' },
+  },
+};
+
+export type RelayConfig = {
+  submission: {
+    host: string; port: number; tlsPort: number; maxSize: number; maxRecipients: number;
+    maxLineLength: number; maxHeaderSize: number; maxClients: number; socketTimeout: number;
+  };
+  tls: { key: string; cert: string };
+  trustedNetworks: string[];
+  usersFile: string;
+  keysDir: string;
+  dataDir: string;
+  signing: { unsignedPolicy: 'refuse' | 'relay' };
+  delivery: {
+    localAddress: string; heloName: string; mxPort: number; smarthost: string;
+    retryDelay: number; maxAttempts: number; connectTimeout: number; concurrency: number;
+  };
+  dns: { servers: string[]; timeout: number };
+  log: { level: string };
+};
