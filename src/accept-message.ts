@@ -1,0 +1,240 @@
+// Accepting one message, from the bytes of DATA to a signed message in the spool:
+//   line endings to CRLF -> header section checked (policy) and completed (Date,
+//   Message-ID) -> body streamed to the spool file while its DKIM hash is computed ->
+//   header signed -> spool commit (fsync). Only then does the client hear 250.
+// The message is never held whole in memory: only the header section is buffered.
+// When the message is refused, the rest of DATA is still read (the client is mid-transfer)
+// and nothing of it stays on disk.
+import crypto from 'node:crypto';
+import { parseHeaders } from 'mailauth/lib/tools';
+import { KeyStore } from './dkim/key-store';
+import { BodyHash, signHeaders, SigningError } from './dkim/signer';
+import { Logger } from './log';
+import { checkHeaders, rfc5322Date } from './policy/header-rules';
+import { Rejection } from './policy/rejection';
+import { checkSenderDomain, SenderIdentity } from './policy/sender-domains';
+import { MessageWriter, Spool, SpoolEnvelope, SpoolError } from './spool/spool';
+
+export interface AcceptLimits {
+  maxLineLength: number;
+  maxHeaderSize: number;
+  maxSize: number;
+}
+
+export interface AcceptContext {
+  spool: Spool;
+  keys: KeyStore;
+  log: Logger;
+  limits: AcceptLimits;
+  unsignedPolicy: 'refuse' | 'relay';
+  /** Host name used in Message-IDs the relay adds. */
+  hostname: string;
+}
+
+export interface IncomingMessage {
+  sender: string;
+  recipients: string[];
+  client: { address: string; user?: string };
+  identity: SenderIdentity;
+  /** Set by smtp-server when the message went over the size limit. */
+  sizeExceeded?: () => boolean;
+}
+
+const CRLF = Buffer.from('\r\n');
+const HEADER_END = Buffer.from('\r\n\r\n');
+
+/** Turns bare LF into CRLF and measures the longest line, across chunk boundaries. */
+class LineEndings {
+  private previousByte = -1;
+  /** Bytes of the current (unfinished) line seen in earlier chunks. */
+  private carried = 0;
+  longestLine = 0;
+
+  normalize(chunk: Buffer): Buffer {
+    const parts: Buffer[] = [];
+    let copied = 0;
+    let lineStart = 0;
+    for (let lf = chunk.indexOf(0x0a); lf !== -1; lf = chunk.indexOf(0x0a, lf + 1)) {
+      const hasCr = (lf > 0 ? chunk[lf - 1] : this.previousByte) === 0x0d;
+      const length = this.carried + (lf - lineStart) - (hasCr ? 1 : 0);
+      if (length > this.longestLine) this.longestLine = length;
+      this.carried = 0;
+      lineStart = lf + 1;
+      if (!hasCr) {
+        parts.push(chunk.subarray(copied, lf), CRLF);
+        copied = lf + 1;
+      }
+    }
+    this.carried += chunk.length - lineStart;
+    if (chunk.length) this.previousByte = chunk[chunk.length - 1];
+    // a CR at the end may be half of a CRLF: it does not count as part of the line
+    const open = this.carried - (this.previousByte === 0x0d ? 1 : 0);
+    if (open > this.longestLine) this.longestLine = open;
+    if (!parts.length) return chunk;
+    parts.push(chunk.subarray(copied));
+    return Buffer.concat(parts);
+  }
+}
+
+export async function acceptMessage(input: AsyncIterable<Buffer>, message: IncomingMessage, ctx: AcceptContext): Promise<SpoolEnvelope> {
+  let writer: MessageWriter | null = null;
+  let rejection: Rejection | null = null;
+  const refuse = (r: Rejection) => {
+    if (!rejection) rejection = r;
+  };
+  try {
+    writer = await ctx.spool.createWriter();
+  } catch (err) {
+    refuse(spoolRejection(err));
+  }
+
+  const lines = new LineEndings();
+  const bodyHash = new BodyHash();
+  let headerBuffer: Buffer[] = [];
+  let headerBytes = 0;
+  let inBody = false;
+  let signer: ((hash: string) => string) | null = null;
+  let signing: SpoolEnvelope['signing'];
+
+  const write = async (chunk: Buffer) => {
+    if (!writer || rejection) return;
+    try {
+      await writer.write(chunk);
+    } catch (err) {
+      refuse(spoolRejection(err));
+    }
+  };
+
+  // Called once with the complete header section (ending with the blank line, if any).
+  const onHeaderSection = async (section: Buffer, bodyStart: Buffer) => {
+    const prepared = prepareHeaders(section, message, ctx);
+    signer = prepared.sign;
+    signing = prepared.signing;
+    await write(prepared.header);
+    if (bodyStart.length) {
+      bodyHash.update(bodyStart);
+      await write(bodyStart);
+    }
+  };
+
+  for await (const raw of input) {
+    if (rejection) continue; // drain what the client still sends
+    if (message.sizeExceeded?.()) {
+      refuse(new Rejection(552, '5.3.4', `message exceeds the size limit of ${ctx.limits.maxSize} bytes; send it smaller or raise submission.maxSize (RELAY_MAX_SIZE)`));
+      continue;
+    }
+    const chunk = lines.normalize(Buffer.isBuffer(raw) ? raw : Buffer.from(raw));
+    try {
+      if (inBody) {
+        bodyHash.update(chunk);
+        await write(chunk);
+        continue;
+      }
+      headerBuffer.push(chunk);
+      headerBytes += chunk.length;
+      const all = headerBuffer.length > 1 ? Buffer.concat(headerBuffer) : chunk;
+      headerBuffer = [all];
+      const end = all.subarray(0, 2).equals(CRLF) ? 0 : all.indexOf(HEADER_END, Math.max(0, headerBytes - chunk.length - 3));
+      if (end === -1) {
+        if (headerBytes > ctx.limits.maxHeaderSize) {
+          refuse(new Rejection(552, '5.3.4', `the header section is larger than ${ctx.limits.maxHeaderSize} bytes`));
+        }
+        continue;
+      }
+      const split = end === 0 ? 2 : end + 4;
+      inBody = true;
+      headerBuffer = [];
+      await onHeaderSection(all.subarray(0, split), all.subarray(split));
+    } catch (err) {
+      if (err instanceof Rejection) refuse(err);
+      else throw err;
+    }
+  }
+
+  try {
+    if (!rejection && message.sizeExceeded?.()) {
+      refuse(new Rejection(552, '5.3.4', `message exceeds the size limit of ${ctx.limits.maxSize} bytes; send it smaller or raise submission.maxSize (RELAY_MAX_SIZE)`));
+    }
+    if (!rejection && !inBody) {
+      // No blank line: the whole message is a header section without a body.
+      const all = Buffer.concat(headerBuffer);
+      const section = all.length === 0 || all.subarray(-2).equals(CRLF) ? Buffer.concat([all, CRLF]) : Buffer.concat([all, CRLF, CRLF]);
+      try {
+        await onHeaderSection(section, Buffer.alloc(0));
+      } catch (err) {
+        if (err instanceof Rejection) refuse(err);
+        else throw err;
+      }
+    }
+    if (!rejection && lines.longestLine > ctx.limits.maxLineLength) {
+      refuse(new Rejection(550, '5.6.0',
+        `the message has a line of ${lines.longestLine} octets; the limit is ${ctx.limits.maxLineLength} (RFC 5322 allows 998): ` +
+        'encode long body lines as quoted-printable or base64'));
+    }
+    if (rejection) throw rejection;
+    let dkimSignatures = '';
+    if (signer) {
+      try {
+        dkimSignatures = (signer as (hash: string) => string)(bodyHash.digest());
+      } catch (err) {
+        if (err instanceof SigningError) {
+          ctx.log.error({ err: err.message }, 'DKIM signing failed');
+          throw new Rejection(451, '4.7.0', `the message could not be signed (${err.message}); try again later`);
+        }
+        throw err;
+      }
+    }
+    const now = Date.now();
+    const envelope = await (writer as MessageWriter).commit({
+      receivedAt: new Date(now).toISOString(),
+      sender: message.sender,
+      recipients: message.recipients.map((address) => ({ address, status: 'queued', attempts: 0, nextAttemptAt: now })),
+      dkimSignatures,
+      client: message.client,
+      signing,
+    }).catch((err) => {
+      throw spoolRejection(err);
+    });
+    return envelope;
+  } catch (err) {
+    await writer?.abort();
+    throw err;
+  }
+}
+
+/** Checks the header section, adds Date and Message-ID when missing, picks the keys. */
+function prepareHeaders(section: Buffer, message: IncomingMessage, ctx: AcceptContext) {
+  const body = section.subarray(0, section.length - 2); // without the blank line
+  const facts = checkHeaders(parseHeaders(body).parsed);
+  checkSenderDomain(message.identity, facts.fromDomain, 'From header');
+
+  let added = '';
+  if (!facts.hasDate) added += `Date: ${rfc5322Date(new Date())}\r\n`;
+  if (!facts.hasMessageId) added += `Message-ID: <${crypto.randomUUID()}@${ctx.hostname}>\r\n`;
+  const header = added ? Buffer.concat([body, Buffer.from(added, 'latin1'), CRLF]) : section;
+
+  const keys = ctx.keys.signingKeys(facts.fromDomain);
+  if (!keys.length) {
+    if (ctx.unsignedPolicy === 'refuse') {
+      throw new Rejection(550, '5.7.1',
+        `no DKIM key for ${facts.fromDomain}: make one with \`dkim-relay keygen --domain ${facts.fromDomain}\` and publish its DNS record`);
+    }
+    ctx.log.warn({ domain: facts.fromDomain }, `relaying unsigned mail: no DKIM key for ${facts.fromDomain}`);
+    return { header, sign: null, signing: undefined };
+  }
+  const parsed = parseHeaders(header.subarray(0, header.length - 2)).parsed;
+  return {
+    header,
+    sign: (bodyHash: string) => signHeaders(parsed, bodyHash, keys),
+    signing: { domain: facts.fromDomain, selectors: keys.map((k) => k.selector) },
+  };
+}
+
+function spoolRejection(err: unknown): Rejection {
+  if (err instanceof Rejection) return err;
+  const code = err instanceof SpoolError ? err.code : (err as NodeJS.ErrnoException).code;
+  if (code === 'ENOSPC' || code === 'EDQUOT') {
+    return new Rejection(452, '4.3.1', 'the relay\'s spool is full; try again later');
+  }
+  return new Rejection(452, '4.3.1', `the relay cannot write its spool (${code ?? 'error'}); try again later`);
+}

@@ -1,0 +1,182 @@
+// Making a DKIM key: a new private key written into the key store, and the TXT record that
+// publishes its public half. Layout (keys/README.md): <keysDir>/<domain>/<selector>.key,
+// PKCS#8 PEM, file mode 0600, domain folder 0700. An existing key file is never replaced:
+// its record may be published and mail signed with it may still be in transit.
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { dkimRecordValue, domainNameProblem, normalizeDomainName, recordName } from './dns-record';
+
+const generateKeyPair = promisify(crypto.generateKeyPair);
+
+/** A key that cannot be made as asked; the message says why and what to do instead. */
+export class KeygenError extends Error {}
+
+export type KeyAlgorithm = 'rsa' | 'ed25519';
+
+export const RSA_BITS = [2048, 3072, 4096] as const;
+
+export interface KeygenOptions {
+  domain: string;
+  /** Default: a dated selector, see defaultSelectorBase. */
+  selector?: string;
+  /** Default rsa. */
+  algorithm?: KeyAlgorithm;
+  /** RSA modulus length, 2048 (default), 3072 or 4096; ignored for Ed25519. */
+  bits?: number;
+}
+
+export interface GeneratedKey {
+  domain: string;
+  selector: string;
+  algorithm: KeyAlgorithm;
+  /** RSA modulus length; 256 for Ed25519. */
+  bits: number;
+  /** The key file. */
+  path: string;
+  /** Where to publish the TXT record, without the trailing dot: <selector>._domainkey.<domain>. */
+  recordName: string;
+  /** The TXT value: v=DKIM1; k=...; p=... */
+  recordValue: string;
+}
+
+/**
+ * Why `selector` cannot be used, or null. Selectors are DNS labels in lower case:
+ * [a-z0-9-], not starting or ending with a hyphen, dots between labels allowed (RFC 6376 3.1).
+ */
+export function selectorProblem(selector: string): string | null {
+  const hint = 'use lower-case letters, digits and hyphens, with dots between parts (for example 2025-01 or mail.2025)';
+  if (!selector) return `the selector is empty: ${hint}`;
+  if (selector.length > 63 * 2) return `the selector "${selector.slice(0, 40)}..." is too long: keep it short`;
+  for (const label of selector.split('.')) {
+    if (!/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/.test(label)) return `"${selector}" is not a valid selector: ${hint}`;
+  }
+  return null;
+}
+
+/**
+ * The default selector before collision suffixes: `<yyyymmdd>-rsa` or `<yyyymmdd>-ed` with the
+ * date in UTC. The date makes rotation visible in DNS and in DKIM-Signature headers (s=);
+ * the algorithm part keeps an RSA and an Ed25519 key made the same day apart. When
+ * `<base>.key` exists, `<base>-2`, `<base>-3`... are tried in turn, so the default never
+ * collides with an existing key of that domain.
+ */
+export function defaultSelectorBase(algorithm: KeyAlgorithm, now = new Date()): string {
+  const d = now.toISOString().slice(0, 10).replace(/-/g, '');
+  return `${d}-${algorithm === 'rsa' ? 'rsa' : 'ed'}`;
+}
+
+/**
+ * Makes a key for `domain` and writes it to `<keysDir>/<domain>/<selector>.key`. Throws
+ * KeygenError for anything the caller asked wrongly (bad domain, selector or size, key file
+ * already there); other errors are file-system failures and carry their errno code.
+ */
+export async function generateKey(keysDir: string, options: KeygenOptions, now = new Date()): Promise<GeneratedKey> {
+  const domain = normalizeDomainName(options.domain);
+  const domainProblem = domainNameProblem(domain);
+  if (domainProblem) throw new KeygenError(domainProblem);
+
+  const algorithm = options.algorithm ?? 'rsa';
+  if (algorithm !== 'rsa' && algorithm !== 'ed25519') {
+    throw new KeygenError(`unknown key algorithm "${String(algorithm)}": use rsa or ed25519`);
+  }
+  let bits = 256;
+  if (algorithm === 'rsa') {
+    bits = options.bits ?? 2048;
+    checkRsaBits(bits);
+  }
+
+  let selector: string | undefined;
+  if (options.selector !== undefined) {
+    selector = options.selector.trim().toLowerCase();
+    const problem = selectorProblem(selector);
+    if (problem) throw new KeygenError(problem);
+  }
+
+  const { privateKey, publicKey } = algorithm === 'rsa'
+    ? await generateKeyPair('rsa', { modulusLength: bits })
+    : await generateKeyPair('ed25519');
+  const pem = privateKey.export({ type: 'pkcs8', format: 'pem' }) as string;
+
+  const domainDir = path.join(keysDir, domain);
+  fs.mkdirSync(keysDir, { recursive: true });
+  fs.mkdirSync(domainDir, { recursive: true, mode: 0o700 });
+  fs.chmodSync(domainDir, 0o700);
+
+  let file: string;
+  if (selector !== undefined) {
+    file = path.join(domainDir, `${selector}.key`);
+    if (!writeNewFile(file, pem)) {
+      throw new KeygenError(
+        `the key file ${file} already exists and is never overwritten: choose another --selector, or leave it out for a new dated one`,
+      );
+    }
+  } else {
+    const base = defaultSelectorBase(algorithm, now);
+    for (let n = 1; ; n++) {
+      selector = n === 1 ? base : `${base}-${n}`;
+      file = path.join(domainDir, `${selector}.key`);
+      if (writeNewFile(file, pem)) break;
+    }
+  }
+
+  return {
+    domain,
+    selector,
+    algorithm,
+    bits,
+    path: file,
+    recordName: recordName(selector, domain),
+    recordValue: dkimRecordValue(publicKey),
+  };
+}
+
+function checkRsaBits(bits: number): void {
+  if (!Number.isInteger(bits)) throw new KeygenError(`"${bits}" is not a key size: use 2048, 3072 or 4096`);
+  if (bits < 2048) {
+    throw new KeygenError(`${bits}-bit keys are below what Gmail/Outlook/Yahoo expect; use 2048`);
+  }
+  if (bits > 4096) {
+    throw new KeygenError(`${bits}-bit keys are larger than verifiers accept (RFC 8301 asks for up to 4096); use 2048, 3072 or 4096`);
+  }
+  if (!(RSA_BITS as readonly number[]).includes(bits)) throw new KeygenError(`${bits} is not a supported key size: use 2048, 3072 or 4096`);
+}
+
+/**
+ * Writes `content` to `file` only if no such file exists, complete or not at all: the key is
+ * written and fsynced under a temporary name, then hard-linked to its name (link fails when
+ * the name exists, with no window where another writer could be overwritten), and the folder
+ * is fsynced. Returns false when the file already existed.
+ */
+function writeNewFile(file: string, content: string): boolean {
+  const dir = path.dirname(file);
+  const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${crypto.randomBytes(4).toString('hex')}.tmp`);
+  const fd = fs.openSync(tmp, 'wx', 0o600);
+  try {
+    fs.writeFileSync(fd, content);
+    fs.fchmodSync(fd, 0o600);
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  try {
+    fs.linkSync(tmp, file);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw err;
+  } finally {
+    fs.rmSync(tmp, { force: true });
+  }
+  fsyncDir(dir);
+  return true;
+}
+
+function fsyncDir(dir: string): void {
+  const fd = fs.openSync(dir, 'r');
+  try {
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}

@@ -1,0 +1,108 @@
+// The running relay: builds every part from the configuration and wires them in the order
+// of the flow (DESIGN.md): submission -> policy -> sign -> spool -> queue runner -> delivery.
+import net from 'node:net';
+import { acceptMessage } from './accept-message';
+import { RelayConfig } from './config/schema';
+import { QueueRunner } from './delivery/queue-runner';
+import { KeyStore } from './dkim/key-store';
+import { createResolver } from './dns/resolver';
+import { heloName } from './identity/helo-name';
+import { createLogger, Logger } from './log';
+import { TrustedNetworks } from './policy/client-access';
+import { Spool } from './spool/spool';
+import { startSubmission } from './submission/server';
+import { loadTlsCertificate } from './submission/tls-certificate';
+import { UserDirectory } from './users/store';
+
+export interface Relay {
+  ports: { starttls: number; tls?: number };
+  queue: QueueRunner;
+  /** Stops accepting, lets deliveries in flight finish (up to `timeoutMs`), keeps the rest queued. */
+  close(timeoutMs?: number): Promise<void>;
+}
+
+export async function startRelay(config: RelayConfig, options: { log?: Logger } = {}): Promise<Relay> {
+  const log = options.log ?? createLogger(config.log.level);
+  const hostname = heloName(config);
+  const spool = new Spool(config.dataDir);
+  const queued = await spool.open();
+  const tls = loadTlsCertificate(config, hostname);
+  if (tls.generated) log.info({ cert: tls.path }, 'made a self-signed TLS certificate for submission');
+  const users = new UserDirectory(config.usersFile, {
+    onReloadError: (err) => log.error({ err: err.message }, 'users file changed but cannot be read; the previous users stay in force'),
+  });
+  const keys = new KeyStore(config.keysDir, log);
+  const resolver = createResolver({ servers: config.dns.servers, timeoutSeconds: config.dns.timeout });
+  const localAddress = config.delivery.localAddress;
+
+  const queue = new QueueRunner({
+    spool,
+    log,
+    route: {
+      resolver,
+      mxPort: config.delivery.mxPort,
+      smarthost: config.delivery.smarthost,
+      family: localAddress ? (net.isIPv6(localAddress) ? 6 : 4) : undefined,
+    },
+    transport: { heloName: hostname, localAddress: localAddress || undefined, connectTimeoutMs: config.delivery.connectTimeout * 1000 },
+    retryDelayMs: config.delivery.retryDelay * 1000,
+    maxAttempts: config.delivery.maxAttempts,
+    concurrency: config.delivery.concurrency,
+  });
+  queue.start(queued);
+  if (queued.length) log.info({ messages: queued.length }, 'picked up queued messages from the spool');
+  if (!localAddress) log.warn('delivery.localAddress (RELAY_LOCAL_ADDRESS) is not set: the OS chooses the source IP, so HELO and PTR cannot be guaranteed to match');
+
+  const submission = await startSubmission({
+    host: config.submission.host,
+    port: config.submission.port,
+    tlsPort: config.submission.tlsPort,
+    hostname,
+    tls,
+    maxSize: config.submission.maxSize,
+    maxRecipients: config.submission.maxRecipients,
+    maxClients: config.submission.maxClients,
+    socketTimeoutSeconds: config.submission.socketTimeout,
+    trusted: new TrustedNetworks(config.trustedNetworks),
+    users,
+    log,
+    accept: async (stream, request) => {
+      const envelope = await acceptMessage(stream, {
+        sender: request.sender,
+        recipients: request.recipients,
+        client: request.client,
+        identity: { user: request.user },
+        sizeExceeded: request.sizeExceeded,
+      }, {
+        spool,
+        keys,
+        log,
+        limits: {
+          maxLineLength: config.submission.maxLineLength,
+          maxHeaderSize: config.submission.maxHeaderSize,
+          maxSize: config.submission.maxSize,
+        },
+        unsignedPolicy: config.signing.unsignedPolicy,
+        hostname,
+      });
+      log.info({
+        id: envelope.id, client: request.client.address, user: request.client.user, sender: envelope.sender,
+        recipients: envelope.recipients.length, size: envelope.size,
+        domain: envelope.signing?.domain, selectors: envelope.signing?.selectors,
+      }, 'accepted');
+      queue.add(envelope);
+      return envelope.id;
+    },
+  });
+
+  return {
+    ports: submission.ports,
+    queue,
+    async close(timeoutMs = 10_000) {
+      await submission.close();
+      await queue.stop(timeoutMs);
+      log.info({ queued: queue.size }, 'stopped');
+      log.flush?.();
+    },
+  };
+}

@@ -1,0 +1,202 @@
+// The durable queue on disk. A message is two files in <dataDir>/spool: <id>.eml (the
+// message bytes as received, after the intake's header fixes) and <id>.json (the envelope:
+// sender, recipients with their delivery state, and the DKIM-Signature fields to put in
+// front of the message). The .json is written last and marks the message as accepted:
+//   write tmp/<id>.eml + fsync, write tmp/<id>.json + fsync, rename both into spool/,
+//   fsync spool/. Only then may the client hear 250.
+// On start, a .eml without its .json is a message that was never acknowledged: removed.
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+
+export type RecipientStatus = 'queued' | 'delivered' | 'failed';
+
+export interface RecipientState {
+  address: string;
+  status: RecipientStatus;
+  attempts: number;
+  /** Epoch ms of the next delivery attempt while queued. */
+  nextAttemptAt: number;
+  lastReply?: string;
+}
+
+export interface SpoolEnvelope {
+  id: string;
+  receivedAt: string;
+  /** Envelope sender (MAIL FROM); '' is the null sender. */
+  sender: string;
+  recipients: RecipientState[];
+  /** DKIM-Signature header fields, CRLF-terminated, sent in front of the message. */
+  dkimSignatures: string;
+  size: number;
+  client: { address: string; user?: string };
+  signing?: { domain: string; selectors: string[] };
+}
+
+export class SpoolError extends Error {
+  constructor(message: string, readonly code?: string) {
+    super(message);
+  }
+}
+
+async function fsyncDir(dir: string): Promise<void> {
+  const handle = await fsp.open(dir, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Receives one message's bytes into the spool's tmp folder until commit or abort. */
+export class MessageWriter {
+  private bytes = 0;
+  private closed = false;
+  constructor(private readonly spool: Spool, readonly id: string, private readonly handle: fsp.FileHandle, private readonly tmpFile: string) {}
+
+  get size(): number {
+    return this.bytes;
+  }
+
+  async write(chunk: Buffer): Promise<void> {
+    let offset = 0;
+    while (offset < chunk.length) {
+      const { bytesWritten } = await this.handle.write(chunk, offset, chunk.length - offset);
+      offset += bytesWritten;
+    }
+    this.bytes += chunk.length;
+  }
+
+  /** Makes the message durable and part of the queue. Resolves only once it is on disk. */
+  async commit(envelope: Omit<SpoolEnvelope, 'id' | 'size'>): Promise<SpoolEnvelope> {
+    const full: SpoolEnvelope = { ...envelope, id: this.id, size: this.bytes };
+    await this.handle.sync();
+    await this.handle.close();
+    this.closed = true;
+    await this.spool.commitFiles(this.id, this.tmpFile, full);
+    return full;
+  }
+
+  /** Drops a message that will not be accepted. Never throws. */
+  async abort(): Promise<void> {
+    if (!this.closed) await this.handle.close().catch(() => undefined);
+    this.closed = true;
+    await fsp.rm(this.tmpFile, { force: true }).catch(() => undefined);
+  }
+}
+
+export class Spool {
+  readonly queueDir: string;
+  readonly tmpDir: string;
+
+  constructor(dataDir: string) {
+    this.queueDir = path.join(dataDir, 'spool');
+    this.tmpDir = path.join(dataDir, 'spool-tmp');
+  }
+
+  /** Creates the folders, removes what was never acknowledged. Returns the queued envelopes. */
+  async open(): Promise<SpoolEnvelope[]> {
+    await fsp.mkdir(this.queueDir, { recursive: true, mode: 0o700 });
+    await fsp.rm(this.tmpDir, { recursive: true, force: true });
+    await fsp.mkdir(this.tmpDir, { recursive: true, mode: 0o700 });
+    const names = new Set(await fsp.readdir(this.queueDir));
+    const envelopes: SpoolEnvelope[] = [];
+    for (const name of names) {
+      if (name.endsWith('.eml') && !names.has(name.slice(0, -4) + '.json')) {
+        await fsp.rm(path.join(this.queueDir, name), { force: true });
+      } else if (name.endsWith('.json')) {
+        const envelope = await this.read(name.slice(0, -5));
+        if (envelope) envelopes.push(envelope);
+      } else if (name.endsWith('.tmp')) {
+        await fsp.rm(path.join(this.queueDir, name), { force: true });
+      }
+    }
+    return envelopes.sort((a, b) => a.receivedAt.localeCompare(b.receivedAt));
+  }
+
+  newId(): string {
+    // Sortable by time, unique without coordination: 9 base36 chars of ms + 8 random hex.
+    return (Date.now().toString(36).padStart(9, '0') + crypto.randomBytes(4).toString('hex')).toUpperCase();
+  }
+
+  async createWriter(): Promise<MessageWriter> {
+    const id = this.newId();
+    const tmpFile = path.join(this.tmpDir, `${id}.eml`);
+    try {
+      const handle = await fsp.open(tmpFile, 'wx', 0o600);
+      return new MessageWriter(this, id, handle, tmpFile);
+    } catch (err) {
+      throw asSpoolError(err);
+    }
+  }
+
+  /** @internal the commit protocol described at the top of this file. */
+  async commitFiles(id: string, tmpMessage: string, envelope: SpoolEnvelope): Promise<void> {
+    try {
+      const tmpEnvelope = path.join(this.tmpDir, `${id}.json`);
+      await writeFileSynced(tmpEnvelope, JSON.stringify(envelope));
+      await fsp.rename(tmpMessage, this.messagePath(id));
+      await fsp.rename(tmpEnvelope, this.envelopePath(id));
+      await fsyncDir(this.queueDir);
+    } catch (err) {
+      await fsp.rm(this.envelopePath(id), { force: true }).catch(() => undefined);
+      await fsp.rm(this.messagePath(id), { force: true }).catch(() => undefined);
+      throw asSpoolError(err);
+    }
+  }
+
+  messagePath(id: string): string {
+    return path.join(this.queueDir, `${id}.eml`);
+  }
+
+  envelopePath(id: string): string {
+    return path.join(this.queueDir, `${id}.json`);
+  }
+
+  async read(id: string): Promise<SpoolEnvelope | null> {
+    try {
+      return JSON.parse(await fsp.readFile(this.envelopePath(id), 'utf8')) as SpoolEnvelope;
+    } catch {
+      return null;
+    }
+  }
+
+  /** Rewrites the envelope (delivery state) atomically. A lost update only repeats a delivery. */
+  async update(envelope: SpoolEnvelope): Promise<void> {
+    const tmp = this.envelopePath(envelope.id) + '.tmp';
+    await writeFileSynced(tmp, JSON.stringify(envelope));
+    await fsp.rename(tmp, this.envelopePath(envelope.id));
+  }
+
+  /** Removes a message whose recipients are all final. The envelope goes first. */
+  async remove(id: string): Promise<void> {
+    await fsp.rm(this.envelopePath(id), { force: true });
+    await fsp.rm(this.messagePath(id), { force: true });
+  }
+
+  /** The signed message as sent: the DKIM-Signature fields, then the stored bytes. */
+  openSigned(envelope: SpoolEnvelope): Readable {
+    const file = fs.createReadStream(this.messagePath(envelope.id));
+    return Readable.from((async function* () {
+      if (envelope.dkimSignatures) yield Buffer.from(envelope.dkimSignatures, 'latin1');
+      for await (const chunk of file) yield chunk as Buffer;
+    })());
+  }
+}
+
+async function writeFileSynced(file: string, text: string): Promise<void> {
+  const handle = await fsp.open(file, 'w', 0o600);
+  try {
+    await handle.writeFile(text);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+function asSpoolError(err: unknown): SpoolError {
+  const code = (err as NodeJS.ErrnoException).code;
+  return new SpoolError(`spool write failed (${code ?? (err as Error).message})`, code);
+}

@@ -1,0 +1,156 @@
+// The SMTP server clients submit to (smtp-server): STARTTLS and an optional implicit-TLS
+// port, AUTH PLAIN/LOGIN against the users file, trusted networks, limits, and the SMTP
+// replies. What happens to an accepted message is the `accept` function handed in.
+import { SMTPServer, SMTPServerDataStream, SMTPServerOptions, SMTPServerSession } from 'smtp-server';
+import { Logger } from '../log';
+import { isLoopback, TrustedNetworks } from '../policy/client-access';
+import { Rejection } from '../policy/rejection';
+import { checkSenderDomain, domainOf } from '../policy/sender-domains';
+import { UserDirectory } from '../users/store';
+import './reply-codes';
+
+export interface SessionUser { name: string; domains: string[] }
+
+export interface AcceptRequest {
+  sender: string;
+  recipients: string[];
+  client: { address: string; user?: string };
+  user?: SessionUser;
+  sizeExceeded: () => boolean;
+}
+
+export interface SubmissionOptions {
+  host: string;
+  port: number;
+  tlsPort: number;
+  hostname: string;
+  tls: { key: string; cert: string };
+  maxSize: number;
+  maxRecipients: number;
+  maxClients: number;
+  socketTimeoutSeconds: number;
+  trusted: TrustedNetworks;
+  users: UserDirectory;
+  log: Logger;
+  /** Stores the message; resolves to its queue ID, or rejects with a Rejection. */
+  accept: (data: SMTPServerDataStream, request: AcceptRequest) => Promise<string>;
+}
+
+export interface SubmissionServer {
+  ports: { starttls: number; tls?: number };
+  close(): Promise<void>;
+}
+
+export async function startSubmission(options: SubmissionOptions): Promise<SubmissionServer> {
+  const { log } = options;
+
+  const base: SMTPServerOptions = {
+    name: options.hostname,
+    banner: 'dkim-relay ESMTP',
+    key: options.tls.key,
+    cert: options.tls.cert,
+    size: options.maxSize,
+    maxRecipients: options.maxRecipients,
+    maxClients: options.maxClients,
+    socketTimeout: options.socketTimeoutSeconds * 1000,
+    authMethods: ['PLAIN', 'LOGIN'],
+    // Trusted networks relay without AUTH; everyone else is stopped at MAIL FROM (530).
+    authOptional: true,
+    // AUTH before TLS is refused per client (loopback may): see onConnect and onAuth.
+    allowInsecureAuth: true,
+    disableReverseLookup: true,
+    logger: false,
+
+    onConnect(session, callback) {
+      // Not offered (and refused) before TLS to a remote client: a password never crosses
+      // the network in clear. onSecure offers it again once the connection is encrypted.
+      if (!session.secure && !isLoopback(session.remoteAddress)) session.disabledCommands = ['AUTH'];
+      callback();
+    },
+
+    onSecure(_socket, session, callback) {
+      session.disabledCommands = [];
+      callback();
+    },
+
+    onAuth(auth, session, callback) {
+      if (!session.secure && !isLoopback(session.remoteAddress)) {
+        return callback(new Rejection(538, '5.7.11', 'encryption required: run STARTTLS before AUTH'));
+      }
+      options.users.authenticate(auth.username ?? '', auth.password ?? '').then((user) => {
+        if (!user) {
+          log.warn({ client: session.remoteAddress, user: auth.username }, 'authentication failed');
+          return callback(new Rejection(535, '5.7.8', 'authentication failed: wrong user name or password'));
+        }
+        callback(null, { user: { name: user.name, domains: user.domains } satisfies SessionUser });
+      }, (err: Error) => {
+        log.error({ err: err.message }, 'users file unreadable');
+        callback(new Rejection(454, '4.7.0', 'authentication is unavailable right now; try again later'));
+      });
+    },
+
+    onMailFrom(address, session, callback) {
+      try {
+        const user = session.user as SessionUser | undefined;
+        if (!user && !options.trusted.contains(session.remoteAddress)) {
+          throw new Rejection(530, '5.7.0', `authentication required: ${session.remoteAddress} is not a trusted network; log in with AUTH${session.secure ? '' : ' after STARTTLS'}`);
+        }
+        // The null sender (bounces from the client's own server) has no domain to check.
+        if (address.address) checkSenderDomain({ user }, domainOf(address.address), 'MAIL FROM');
+        callback();
+      } catch (err) {
+        callback(err as Error);
+      }
+    },
+
+    onRcptTo(address, _session, callback) {
+      if (!domainOf(address.address)) {
+        return callback(new Rejection(550, '5.1.3', `recipient ${address.address} has no domain; use user@domain`));
+      }
+      callback();
+    },
+
+    onData(stream, session, callback) {
+      const user = session.user as SessionUser | undefined;
+      options.accept(stream, {
+        sender: session.envelope.mailFrom ? session.envelope.mailFrom.address : '',
+        recipients: session.envelope.rcptTo.map((r) => r.address),
+        client: { address: session.remoteAddress, user: user?.name },
+        user,
+        sizeExceeded: () => stream.sizeExceeded,
+      }).then((id) => callback(null, `2.0.0 queued as ${id}`), (err: Error) => {
+        if (err instanceof Rejection) return callback(err);
+        log.error({ err: err.message, stack: err.stack }, 'accepting a message failed');
+        callback(new Rejection(451, '4.3.0', 'local error while accepting the message; try again later'));
+      });
+    },
+  };
+
+  const servers: SMTPServer[] = [];
+  const listen = (server: SMTPServer, port: number) => new Promise<number>((resolve, reject) => {
+    server.on('error', (err: Error) => log.warn({ err: err.message }, 'submission connection error'));
+    const net = server.server;
+    net.once('error', reject);
+    server.listen(port, options.host, () => {
+      net.off('error', reject);
+      resolve((net.address() as { port: number }).port);
+    });
+  });
+
+  const starttls = new SMTPServer({ ...base, secure: false });
+  servers.push(starttls);
+  const ports: SubmissionServer['ports'] = { starttls: await listen(starttls, options.port) };
+  if (options.tlsPort) {
+    const implicit = new SMTPServer({ ...base, secure: true });
+    servers.push(implicit);
+    ports.tls = await listen(implicit, options.tlsPort);
+  }
+  log.info({ host: options.host, ...ports }, 'submission listening');
+
+  return {
+    ports,
+    close: () => Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve())))).then(() => undefined),
+  };
+}
+
+export type { SMTPServerSession };
