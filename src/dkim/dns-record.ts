@@ -73,6 +73,9 @@ export function parseRecordValue(text: string): DkimRecordTags {
     if (name === 'p') tagValue = tagValue.replace(/\s+/g, '');
     tags[name] = tagValue;
   }
+  if (tags.v !== undefined && tags.v !== 'DKIM1') {
+    throw new Error(`the record says v=${shorten(tags.v)}: it is not a DKIM key record (those start with v=DKIM1)`);
+  }
   if (tags.p === undefined) throw new Error('the DKIM record has no p= tag (the public key): it is not a DKIM key record');
   return tags as DkimRecordTags;
 }
