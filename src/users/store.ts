@@ -94,7 +94,9 @@ export function readUsers(file: string): UserRecord[] {
   try {
     data = JSON.parse(text);
   } catch (err) {
-    throw new UsersError(`users file ${file} is not valid JSON (${(err as Error).message}): fix it, or manage it with \`dkim-relay users\``);
+    // V8's message may quote the file (and so a hash); keep only where the problem is.
+    const where = /line \d+ column \d+|position \d+/.exec((err as Error).message)?.[0];
+    throw new UsersError(`users file ${file} is not valid JSON${where ? ` (at ${where})` : ''}: fix it, or manage it with \`dkim-relay users\``);
   }
   const bad = (what: string) =>
     new UsersError(`users file ${file}: ${what}; expected {"users": [{"name", "domains", "password", "created"}]} as written by \`dkim-relay users add\``);
