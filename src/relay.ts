@@ -8,7 +8,7 @@ import { KeyStore } from './dkim/key-store';
 import { createResolver } from './dns/resolver';
 import { heloName } from './identity/helo-name';
 import { createLogger, Logger } from './log';
-import { TrustedNetworks } from './policy/client-access';
+import { NetworkList } from './policy/client-access';
 import { Spool } from './spool/spool';
 import { startSubmission } from './submission/server';
 import { loadTlsCertificate } from './submission/tls-certificate';
@@ -63,7 +63,8 @@ export async function startRelay(config: RelayConfig, options: { log?: Logger } 
     maxRecipients: config.submission.maxRecipients,
     maxClients: config.submission.maxClients,
     socketTimeoutSeconds: config.submission.socketTimeout,
-    trusted: new TrustedNetworks(config.trustedNetworks),
+    trusted: new NetworkList(config.trustedNetworks),
+    plainAuth: new NetworkList(config.plainAuthNetworks),
     users,
     log,
     accept: async (stream, request) => {

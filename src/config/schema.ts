@@ -125,6 +125,10 @@ export const schema = {
     doc: 'Client networks (CIDR) that may relay without AUTH.',
     format: 'cidr-list', default: ['127.0.0.0/8', '::1/128'], env: 'RELAY_TRUSTED_NETWORKS',
   },
+  plainAuthNetworks: {
+    doc: 'Client networks (CIDR) that may AUTH without TLS. Anyone else must run STARTTLS (or use the implicit-TLS port) first.',
+    format: 'cidr-list', default: ['127.0.0.0/8', '::1/128'], env: 'RELAY_PLAIN_AUTH_NETWORKS',
+  },
   usersFile: { doc: 'Users allowed to AUTH, with their sender domains (managed by `dkim-relay users`).', format: String, default: './config/users.json', env: 'RELAY_USERS_FILE' },
   keysDir: { doc: 'The DKIM key store: one folder per signing domain.', format: String, default: './keys', env: 'RELAY_KEYS_DIR' },
   dataDir: { doc: 'Spool and generated TLS certificate.', format: String, default: './data', env: 'RELAY_DATA_DIR' },
@@ -160,6 +164,7 @@ export type RelayConfig = {
   };
   tls: { key: string; cert: string };
   trustedNetworks: string[];
+  plainAuthNetworks: string[];
   usersFile: string;
   keysDir: string;
   dataDir: string;

@@ -1,9 +1,10 @@
 // Who may use the relay: a client on a trusted network relays without AUTH; anyone else
-// must authenticate, and AUTH is only taken over TLS, loopback aside (DESIGN rule 3).
+// must authenticate, and AUTH is only taken over TLS, loopback aside (DESIGN rule 3):
+// both are lists of networks, `trustedNetworks` and `plainAuthNetworks` in the config.
 import net from 'node:net';
 import { parseCidr } from '../config/schema';
 
-export class TrustedNetworks {
+export class NetworkList {
   private readonly list = new net.BlockList();
   constructor(cidrs: string[]) {
     for (const cidr of cidrs) {
@@ -23,9 +24,4 @@ export class TrustedNetworks {
 export function unmapIPv4(address: string): string {
   const m = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
   return m ? m[1] : address;
-}
-
-export function isLoopback(address: string): boolean {
-  const plain = unmapIPv4(address);
-  return plain === '::1' || (net.isIPv4(plain) && plain.startsWith('127.'));
 }

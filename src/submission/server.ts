@@ -3,7 +3,7 @@
 // replies. What happens to an accepted message is the `accept` function handed in.
 import { SMTPServer, SMTPServerDataStream, SMTPServerOptions, SMTPServerSession } from 'smtp-server';
 import { Logger } from '../log';
-import { isLoopback, TrustedNetworks } from '../policy/client-access';
+import { NetworkList } from '../policy/client-access';
 import { Rejection } from '../policy/rejection';
 import { checkSenderDomain, domainOf } from '../policy/sender-domains';
 import { UserDirectory } from '../users/store';
@@ -29,7 +29,10 @@ export interface SubmissionOptions {
   maxRecipients: number;
   maxClients: number;
   socketTimeoutSeconds: number;
-  trusted: TrustedNetworks;
+  /** May relay without AUTH. */
+  trusted: NetworkList;
+  /** May AUTH without TLS. */
+  plainAuth: NetworkList;
   users: UserDirectory;
   log: Logger;
   /** Stores the message; resolves to its queue ID, or rejects with a Rejection. */
@@ -56,7 +59,7 @@ export async function startSubmission(options: SubmissionOptions): Promise<Submi
     authMethods: ['PLAIN', 'LOGIN'],
     // Trusted networks relay without AUTH; everyone else is stopped at MAIL FROM (530).
     authOptional: true,
-    // AUTH before TLS is refused per client (loopback may): see onConnect and onAuth.
+    // AUTH before TLS is refused per client (plainAuth networks may): see onConnect and onAuth.
     allowInsecureAuth: true,
     disableReverseLookup: true,
     logger: false,
@@ -64,7 +67,7 @@ export async function startSubmission(options: SubmissionOptions): Promise<Submi
     onConnect(session, callback) {
       // Not offered (and refused) before TLS to a remote client: a password never crosses
       // the network in clear. onSecure offers it again once the connection is encrypted.
-      if (!session.secure && !isLoopback(session.remoteAddress)) session.disabledCommands = ['AUTH'];
+      if (!session.secure && !options.plainAuth.contains(session.remoteAddress)) session.disabledCommands = ['AUTH'];
       callback();
     },
 
@@ -74,7 +77,7 @@ export async function startSubmission(options: SubmissionOptions): Promise<Submi
     },
 
     onAuth(auth, session, callback) {
-      if (!session.secure && !isLoopback(session.remoteAddress)) {
+      if (!session.secure && !options.plainAuth.contains(session.remoteAddress)) {
         return callback(new Rejection(538, '5.7.11', 'encryption required: run STARTTLS before AUTH'));
       }
       options.users.authenticate(auth.username ?? '', auth.password ?? '').then((user) => {
