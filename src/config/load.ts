@@ -28,7 +28,7 @@ export function loadConfig(options: LoadOptions = {}): RelayConfig {
     }
     let parsed: unknown;
     try {
-      parsed = JSON.parse(fs.readFileSync(file, 'utf8'));
+      parsed = JSON.parse(stripCommentLines(fs.readFileSync(file, 'utf8')));
     } catch (err) {
       throw new ConfigError(`config file ${file} is not valid JSON: ${(err as Error).message}`);
     }
@@ -41,6 +41,11 @@ export function loadConfig(options: LoadOptions = {}): RelayConfig {
     throw new ConfigError(explainValidation((err as Error).message));
   }
   return config.getProperties() as unknown as RelayConfig;
+}
+
+/** Config files are JSON where whole lines starting with // are comments (config/example.json). */
+export function stripCommentLines(text: string): string {
+  return text.split('\n').map((line) => (/^\s*\/\//.test(line) ? '' : line)).join('\n');
 }
 
 // convict says "submission.port: ports must be within range 0 - 65535: value was 99999";
