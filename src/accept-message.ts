@@ -10,7 +10,7 @@ import { parseHeaders } from 'mailauth/lib/tools';
 import { KeyStore } from './dkim/key-store';
 import { BodyHash, signHeaders, SigningError } from './dkim/signer';
 import { Logger } from './log';
-import { checkHeaders, rfc5322Date } from './policy/header-rules';
+import { checkFieldSyntax, checkHeaders, rfc5322Date } from './policy/header-rules';
 import { Rejection } from './policy/rejection';
 import { checkSenderDomain, SenderIdentity } from './policy/sender-domains';
 import { MessageWriter, Spool, SpoolEnvelope, SpoolError } from './spool/spool';
@@ -40,39 +40,75 @@ export interface IncomingMessage {
   sizeExceeded?: () => boolean;
 }
 
+const CR = Buffer.from('\r');
 const CRLF = Buffer.from('\r\n');
 const HEADER_END = Buffer.from('\r\n\r\n');
 
-/** Turns bare LF into CRLF and measures the longest line, across chunk boundaries. */
-class LineEndings {
-  private previousByte = -1;
-  /** Bytes of the current (unfinished) line seen in earlier chunks. */
+/**
+ * Makes every line ending CRLF (a bare LF or bare CR becomes CRLF), so the bytes signed are
+ * the bytes sent, and measures the longest line, across chunk boundaries. A CR at the end
+ * of a chunk is held back until the next chunk shows whether an LF follows it.
+ */
+export class LineEndings {
+  private heldCr = false;
+  /** Bytes of the current (unfinished) line in earlier chunks. */
   private carried = 0;
   longestLine = 0;
 
-  normalize(chunk: Buffer): Buffer {
+  normalize(input: Buffer): Buffer {
+    let chunk = this.heldCr ? Buffer.concat([CR, input]) : input;
+    this.heldCr = chunk.length > 0 && chunk[chunk.length - 1] === 0x0d;
+    if (this.heldCr) chunk = chunk.subarray(0, chunk.length - 1);
+    const out = this.fixEndings(chunk);
+    this.measure(out);
+    return out;
+  }
+
+  /** The held-back CR, if the message ended right after it. */
+  flush(): Buffer {
+    if (!this.heldCr) return Buffer.alloc(0);
+    this.heldCr = false;
+    this.measure(CRLF);
+    return CRLF;
+  }
+
+  private fixEndings(chunk: Buffer): Buffer {
     const parts: Buffer[] = [];
     let copied = 0;
-    let lineStart = 0;
-    for (let lf = chunk.indexOf(0x0a); lf !== -1; lf = chunk.indexOf(0x0a, lf + 1)) {
-      const hasCr = (lf > 0 ? chunk[lf - 1] : this.previousByte) === 0x0d;
-      const length = this.carried + (lf - lineStart) - (hasCr ? 1 : 0);
-      if (length > this.longestLine) this.longestLine = length;
-      this.carried = 0;
-      lineStart = lf + 1;
-      if (!hasCr) {
-        parts.push(chunk.subarray(copied, lf), CRLF);
+    let cr = chunk.indexOf(0x0d);
+    let lf = chunk.indexOf(0x0a);
+    while (cr !== -1 || lf !== -1) {
+      if (cr !== -1 && (lf === -1 || cr < lf)) {
+        if (lf === cr + 1) {
+          // a proper CRLF (a CR ending the chunk was held back, so cr + 1 exists)
+          cr = chunk.indexOf(0x0d, lf + 1);
+          lf = chunk.indexOf(0x0a, lf + 1);
+          continue;
+        }
+        parts.push(chunk.subarray(copied, cr), CRLF); // bare CR
+        copied = cr + 1;
+        cr = chunk.indexOf(0x0d, cr + 1);
+      } else {
+        parts.push(chunk.subarray(copied, lf), CRLF); // bare LF
         copied = lf + 1;
+        lf = chunk.indexOf(0x0a, lf + 1);
       }
     }
-    this.carried += chunk.length - lineStart;
-    if (chunk.length) this.previousByte = chunk[chunk.length - 1];
-    // a CR at the end may be half of a CRLF: it does not count as part of the line
-    const open = this.carried - (this.previousByte === 0x0d ? 1 : 0);
-    if (open > this.longestLine) this.longestLine = open;
     if (!parts.length) return chunk;
     parts.push(chunk.subarray(copied));
     return Buffer.concat(parts);
+  }
+
+  private measure(out: Buffer): void {
+    let start = 0;
+    for (let lf = out.indexOf(0x0a); lf !== -1; lf = out.indexOf(0x0a, lf + 1)) {
+      const length = this.carried + (lf - start) - 1; // without the CR before the LF
+      if (length > this.longestLine) this.longestLine = length;
+      this.carried = 0;
+      start = lf + 1;
+    }
+    this.carried += out.length - start;
+    if (this.carried > this.longestLine) this.longestLine = this.carried;
   }
 }
 
@@ -117,50 +153,62 @@ export async function acceptMessage(input: AsyncIterable<Buffer>, message: Incom
     }
   };
 
-  for await (const raw of input) {
-    if (rejection) continue; // drain what the client still sends
-    if (message.sizeExceeded?.()) {
-      refuse(new Rejection(552, '5.3.4', `message exceeds the size limit of ${ctx.limits.maxSize} bytes; send it smaller or raise submission.maxSize (RELAY_MAX_SIZE)`));
-      continue;
-    }
-    const chunk = lines.normalize(Buffer.isBuffer(raw) ? raw : Buffer.from(raw));
-    try {
-      if (inBody) {
-        bodyHash.update(chunk);
-        await write(chunk);
-        continue;
-      }
-      headerBuffer.push(chunk);
-      headerBytes += chunk.length;
-      const all = headerBuffer.length > 1 ? Buffer.concat(headerBuffer) : chunk;
-      headerBuffer = [all];
-      const end = all.subarray(0, 2).equals(CRLF) ? 0 : all.indexOf(HEADER_END, Math.max(0, headerBytes - chunk.length - 3));
-      if (end === -1) {
-        if (headerBytes > ctx.limits.maxHeaderSize) {
-          refuse(new Rejection(552, '5.3.4', `the header section is larger than ${ctx.limits.maxHeaderSize} bytes`));
-        }
-        continue;
-      }
-      const split = end === 0 ? 2 : end + 4;
-      inBody = true;
-      headerBuffer = [];
-      await onHeaderSection(all.subarray(0, split), all.subarray(split));
-    } catch (err) {
-      if (err instanceof Rejection) refuse(err);
-      else throw err;
-    }
-  }
-
+  // Any failure below, including the client going away mid-DATA, removes the partial file.
   try {
+    for await (const raw of input) {
+      if (rejection) continue; // drain what the client still sends
+      if (message.sizeExceeded?.()) {
+        refuse(new Rejection(552, '5.3.4', `message exceeds the size limit of ${ctx.limits.maxSize} bytes; send it smaller or raise submission.maxSize (RELAY_MAX_SIZE)`));
+        continue;
+      }
+      const chunk = lines.normalize(Buffer.isBuffer(raw) ? raw : Buffer.from(raw));
+      try {
+        if (inBody) {
+          bodyHash.update(chunk);
+          await write(chunk);
+          continue;
+        }
+        headerBuffer.push(chunk);
+        headerBytes += chunk.length;
+        const all = headerBuffer.length > 1 ? Buffer.concat(headerBuffer) : chunk;
+        headerBuffer = [all];
+        const end = all.subarray(0, 2).equals(CRLF) ? 0 : all.indexOf(HEADER_END, Math.max(0, headerBytes - chunk.length - 3));
+        if (end === -1) {
+          if (headerBytes > ctx.limits.maxHeaderSize) {
+            refuse(new Rejection(552, '5.3.4', `the header section is larger than ${ctx.limits.maxHeaderSize} bytes`));
+          }
+          continue;
+        }
+        const split = end === 0 ? 2 : end + 4;
+        inBody = true;
+        headerBuffer = [];
+        await onHeaderSection(all.subarray(0, split), all.subarray(split));
+      } catch (err) {
+        if (err instanceof Rejection) refuse(err);
+        else throw err;
+      }
+    }
+
+    const tail = lines.flush();
+    if (tail.length && !rejection) {
+      if (inBody) {
+        bodyHash.update(tail);
+        await write(tail);
+      } else {
+        headerBuffer.push(tail);
+      }
+    }
     if (!rejection && message.sizeExceeded?.()) {
       refuse(new Rejection(552, '5.3.4', `message exceeds the size limit of ${ctx.limits.maxSize} bytes; send it smaller or raise submission.maxSize (RELAY_MAX_SIZE)`));
     }
     if (!rejection && !inBody) {
-      // No blank line: the whole message is a header section without a body.
       const all = Buffer.concat(headerBuffer);
-      const section = all.length === 0 || all.subarray(-2).equals(CRLF) ? Buffer.concat([all, CRLF]) : Buffer.concat([all, CRLF, CRLF]);
+      const end = all.indexOf(HEADER_END);
+      // No blank line: the whole message is a header section without a body.
+      const section = end !== -1 ? all.subarray(0, end + 4)
+        : all.length === 0 || all.subarray(-2).equals(CRLF) ? Buffer.concat([all, CRLF]) : Buffer.concat([all, CRLF, CRLF]);
       try {
-        await onHeaderSection(section, Buffer.alloc(0));
+        await onHeaderSection(section, end !== -1 ? all.subarray(end + 4) : Buffer.alloc(0));
       } catch (err) {
         if (err instanceof Rejection) refuse(err);
         else throw err;
@@ -205,6 +253,7 @@ export async function acceptMessage(input: AsyncIterable<Buffer>, message: Incom
 /** Checks the header section, adds Date and Message-ID when missing, picks the keys. */
 function prepareHeaders(section: Buffer, message: IncomingMessage, ctx: AcceptContext) {
   const body = section.subarray(0, section.length - 2); // without the blank line
+  checkFieldSyntax(body);
   const facts = checkHeaders(parseHeaders(body).parsed);
   checkSenderDomain(message.identity, facts.fromDomain, 'From header');
 

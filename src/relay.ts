@@ -10,6 +10,7 @@ import { heloName } from './identity/helo-name';
 import { createLogger, Logger } from './log';
 import { NetworkList } from './policy/client-access';
 import { Spool } from './spool/spool';
+import { AuthFailures } from './submission/auth-failures';
 import { startSubmission } from './submission/server';
 import { loadTlsCertificate } from './submission/tls-certificate';
 import { UserDirectory } from './users/store';
@@ -62,6 +63,12 @@ export async function startRelay(config: RelayConfig, options: { log?: Logger } 
     maxSize: config.submission.maxSize,
     maxRecipients: config.submission.maxRecipients,
     maxClients: config.submission.maxClients,
+    maxCommandLength: config.submission.maxCommandLength,
+    authFailures: new AuthFailures({
+      maxFailures: config.auth.maxFailures,
+      blockMs: config.auth.blockTime * 1000,
+      delayMs: config.auth.failureDelay * 1000,
+    }),
     socketTimeoutSeconds: config.submission.socketTimeout,
     trusted: new NetworkList(config.trustedNetworks),
     plainAuth: new NetworkList(config.plainAuthNetworks),

@@ -116,6 +116,21 @@ export const schema = {
     maxHeaderSize: { doc: 'Largest header section accepted, in bytes.', format: 'bytes', default: 1024 * 1024, env: 'RELAY_MAX_HEADER_SIZE' },
     maxClients: { doc: 'Most simultaneous client connections.', format: 'nat', default: 200, env: 'RELAY_MAX_CLIENTS' },
     socketTimeout: { doc: 'Idle time after which a client connection is closed.', format: 'seconds', default: 300, env: 'RELAY_SOCKET_TIMEOUT' },
+    maxCommandLength: {
+      doc: 'Longest SMTP command line accepted, in octets (RFC 5321 wants 512; AUTH lines need more, RFC 4954 allows 12288).',
+      format: 'nat', default: 4096, env: 'RELAY_MAX_COMMAND_LENGTH',
+    },
+  },
+  auth: {
+    maxFailures: {
+      doc: 'Failed logins from one address before it is refused (421 4.7.0) for auth.blockTime; answers slow down after 3.',
+      format: 'nat', default: 10, env: 'RELAY_AUTH_MAX_FAILURES',
+    },
+    blockTime: { doc: 'How long an address stays refused after auth.maxFailures failed logins.', format: 'seconds', default: 900, env: 'RELAY_AUTH_BLOCK_TIME' },
+    failureDelay: {
+      doc: 'Added wait per failed login beyond the third (at most five times this), in seconds.',
+      format: 'seconds', default: 1, env: 'RELAY_AUTH_FAILURE_DELAY',
+    },
   },
   tls: {
     key: { doc: 'PEM private key for STARTTLS; empty: a self-signed certificate is made on first start and kept in the data dir.', format: String, default: '', env: 'RELAY_TLS_KEY' },
@@ -161,7 +176,9 @@ export type RelayConfig = {
   submission: {
     host: string; port: number; tlsPort: number; maxSize: number; maxRecipients: number;
     maxLineLength: number; maxHeaderSize: number; maxClients: number; socketTimeout: number;
+    maxCommandLength: number;
   };
+  auth: { maxFailures: number; blockTime: number; failureDelay: number };
   tls: { key: string; cert: string };
   trustedNetworks: string[];
   plainAuthNetworks: string[];

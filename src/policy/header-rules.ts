@@ -21,6 +21,24 @@ export function headerValue(header: ParsedHeader): string {
   return line.slice(line.indexOf(':') + 1).replace(/\r?\n/g, '').trim();
 }
 
+/**
+ * Every line of the header section is a field ("Name: value") or the continuation of one
+ * (starts with a space or tab). A stray line would otherwise be read as part of the field
+ * above it by some parsers and as the start of the body by others.
+ */
+export function checkFieldSyntax(section: Buffer): void {
+  const lines = section.toString('latin1').split('\r\n');
+  lines.forEach((line, index) => {
+    if (line === '' && index === lines.length - 1) return;
+    const continuation = line.startsWith(' ') || line.startsWith('\t');
+    if (continuation && index > 0) return;
+    if (!/^[\x21-\x39\x3b-\x7e]+[ \t]*:/.test(line)) {
+      const shown = line.slice(0, 40).replace(/[^\x20-\x7e]/g, '?');
+      throw new Rejection(550, '5.6.0', `header line ${index + 1} ("${shown}") is not a header field: it has no "Name:" before its value`);
+    }
+  });
+}
+
 export function checkHeaders(headers: ParsedHeader[]): HeaderFacts {
   const counts = new Map<string, number>();
   headers.forEach((header, index) => {

@@ -7,6 +7,7 @@ import { NetworkList } from '../policy/client-access';
 import { Rejection } from '../policy/rejection';
 import { checkSenderDomain, domainOf } from '../policy/sender-domains';
 import { UserDirectory } from '../users/store';
+import { AuthFailures } from './auth-failures';
 import './reply-codes';
 
 export interface SessionUser { name: string; domains: string[] }
@@ -28,7 +29,9 @@ export interface SubmissionOptions {
   maxSize: number;
   maxRecipients: number;
   maxClients: number;
+  maxCommandLength: number;
   socketTimeoutSeconds: number;
+  authFailures: AuthFailures;
   /** May relay without AUTH. */
   trusted: NetworkList;
   /** May AUTH without TLS. */
@@ -55,6 +58,7 @@ export async function startSubmission(options: SubmissionOptions): Promise<Submi
     size: options.maxSize,
     maxRecipients: options.maxRecipients,
     maxClients: options.maxClients,
+    maxCommandLength: options.maxCommandLength,
     socketTimeout: options.socketTimeoutSeconds * 1000,
     authMethods: ['PLAIN', 'LOGIN'],
     // Trusted networks relay without AUTH; everyone else is stopped at MAIL FROM (530).
@@ -62,9 +66,13 @@ export async function startSubmission(options: SubmissionOptions): Promise<Submi
     // AUTH before TLS is refused per client (plainAuth networks may): see onConnect and onAuth.
     allowInsecureAuth: true,
     disableReverseLookup: true,
+    // smtp-server hides ENHANCEDSTATUSCODES unless told; every reply carries one (RFC 2034)
+    hideENHANCEDSTATUSCODES: false,
     logger: false,
 
     onConnect(session, callback) {
+      const blocked = options.authFailures.blockedFor(session.remoteAddress);
+      if (blocked) return callback(tooManyFailures(session.remoteAddress, blocked));
       // Not offered (and refused) before TLS to a remote client: a password never crosses
       // the network in clear. onSecure offers it again once the connection is encrypted.
       if (!session.secure && !options.plainAuth.contains(session.remoteAddress)) session.disabledCommands = ['AUTH'];
@@ -80,11 +88,18 @@ export async function startSubmission(options: SubmissionOptions): Promise<Submi
       if (!session.secure && !options.plainAuth.contains(session.remoteAddress)) {
         return callback(new Rejection(538, '5.7.11', 'encryption required: run STARTTLS before AUTH'));
       }
+      const client = session.remoteAddress;
+      const blocked = options.authFailures.blockedFor(client);
+      if (blocked) return callback(tooManyFailures(client, blocked));
       options.users.authenticate(auth.username ?? '', auth.password ?? '').then((user) => {
         if (!user) {
-          log.warn({ client: session.remoteAddress, user: auth.username }, 'authentication failed');
-          return callback(new Rejection(535, '5.7.8', 'authentication failed: wrong user name or password'));
+          const wait = options.authFailures.recordFailure(client);
+          log.warn({ client, user: auth.username }, 'authentication failed');
+          const nowBlocked = options.authFailures.blockedFor(client);
+          const reply = nowBlocked ? tooManyFailures(client, nowBlocked) : new Rejection(535, '5.7.8', 'authentication failed: wrong user name or password');
+          return setTimeout(() => callback(reply), wait);
         }
+        options.authFailures.recordSuccess(client);
         callback(null, { user: { name: user.name, domains: user.domains } satisfies SessionUser });
       }, (err: Error) => {
         log.error({ err: err.message }, 'users file unreadable');
@@ -154,6 +169,10 @@ export async function startSubmission(options: SubmissionOptions): Promise<Submi
     ports,
     close: () => Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve())))).then(() => undefined),
   };
+}
+
+function tooManyFailures(client: string, ms: number): Rejection {
+  return new Rejection(421, '4.7.0', `too many failed logins from ${client}; try again in ${Math.ceil(ms / 60000)} minute(s)`);
 }
 
 export type { SMTPServerSession };
