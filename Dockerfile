@@ -1,0 +1,34 @@
+# dkim-relay in a container. Build: docker compose build. The relay's identity is the host's
+# IP and PTR, so docker-compose.yml runs it with network_mode: host.
+
+# --- build: TypeScript -> dist/ (needs the dev dependencies) ---
+FROM node:24-slim AS build
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund --ignore-scripts
+COPY tsconfig.json tsconfig.build.json ./
+COPY src ./src
+RUN npx tsc -p tsconfig.build.json
+
+# --- runtime: production dependencies only, non-root ---
+FROM node:24-slim
+ENV NODE_ENV=production \
+    RELAY_KEYS_DIR=/var/lib/dkim-relay/keys \
+    RELAY_DATA_DIR=/var/lib/dkim-relay/data \
+    RELAY_USERS_FILE=/etc/dkim-relay/users.json
+WORKDIR /app
+COPY package.json package-lock.json ./
+# --ignore-scripts: `prepare` would build with TypeScript, which is a dev dependency; dist/ comes from the build stage
+RUN npm ci --omit=dev --no-audit --no-fund --ignore-scripts && npm cache clean --force
+COPY --from=build /app/dist ./dist
+COPY bin ./bin
+COPY config/default.json ./config/default.json
+RUN mkdir -p /var/lib/dkim-relay/keys /var/lib/dkim-relay/data /etc/dkim-relay \
+ && chown -R node:node /var/lib/dkim-relay /etc/dkim-relay
+USER node
+EXPOSE 2587
+# Healthy when the submission port greets with 220.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
+  CMD node -e "const s=require('net').connect(process.env.RELAY_SUBMISSION_PORT||2587,process.env.RELAY_SUBMISSION_HOST||'127.0.0.1');s.setTimeout(4000,()=>process.exit(1));s.on('data',d=>{process.exit(/^220 /.test(d)?0:1)});s.on('error',()=>process.exit(1))"
+ENTRYPOINT ["node", "bin/dkim-relay.js"]
+CMD ["serve"]
