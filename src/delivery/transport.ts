@@ -3,6 +3,7 @@
 // a certificate that does not verify is still used (an MX's certificate rarely names the
 // MX host), and a failed handshake is retried once in clear, which nodemailer does not do
 // by itself.
+import net from 'node:net';
 import { Readable } from 'node:stream';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import { classifyError, classifyReply, describeError, Outcome } from './classify';
@@ -53,7 +54,8 @@ async function attempt(
     socketTimeout: 10 * 60 * 1000,
     opportunisticTLS: !plain,
     ignoreTLS: plain,
-    tls: { rejectUnauthorized: false, servername: destination.host },
+    // SNI takes a host name only (RFC 6066): none when the destination was given as an IP
+    tls: { rejectUnauthorized: false, servername: net.isIP(destination.host) ? undefined : destination.host },
   });
   let tlsFailed = false;
   try {
