@@ -187,3 +187,20 @@ test('a null MX domain fails at once, without a connection', async () => {
   expect(done).toMatchObject({ recipients: [{ address: 'x@nomail.test', status: 'failed' }] });
   expect(logLines(h).some((l) => l.id === id && String(l.reply).includes('null MX'))).toBe(true);
 });
+
+test('an SMTPUTF8 recipient address is accepted and relayed with SMTPUTF8', async () => {
+  const before = sink.messages.length;
+  const { connectRaw } = await import('../helpers/raw-smtp');
+  const s = await connectRaw(h.relay.ports.starttls);
+  await s.reply();
+  expect(await s.command('EHLO client.test')).toMatch(/SMTPUTF8/);
+  expect(await s.command(`MAIL FROM:<app@${DOMAIN}> SMTPUTF8`)).toMatch(/^250 /);
+  expect(await s.command(Buffer.from('RCPT TO:<jürgen@dest.test>', 'utf8'))).toMatch(/^250 /);
+  expect(await s.command('DATA')).toMatch(/^354 /);
+  s.write(Buffer.from(rawMessage(`app@${DOMAIN}`, 'jürgen@dest.test', { subject: 'utf8 address' }) + '\r\n.\r\n', 'utf8'));
+  expect(await s.reply()).toMatch(/^250 2\.0\.0 queued as/);
+  s.end();
+  const msg = await nextMessage(before);
+  expect(msg.rcptTo).toEqual(['jürgen@dest.test']);
+  expect((await verifyDkim(msg.data, h.records)).ok).toBe(true);
+});
