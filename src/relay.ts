@@ -2,8 +2,9 @@
 // of the flow (DESIGN.md): submission -> policy -> sign -> spool -> queue runner -> delivery.
 import net from 'node:net';
 import { acceptMessage } from './accept-message';
-import { RelayConfig } from './config/schema';
+import { parseDestinationLimits, RelayConfig } from './config/schema';
 import { QueueRunner } from './delivery/queue-runner';
+import { RetrySchedule } from './delivery/retry-schedule';
 import { KeyStore } from './dkim/key-store';
 import { createResolver } from './dns/resolver';
 import { heloName } from './identity/helo-name';
@@ -26,6 +27,7 @@ export async function startRelay(config: RelayConfig, options: { log?: Logger } 
   const log = options.log ?? createLogger(config.log.level);
   const hostname = heloName(config);
   const spool = new Spool(config.dataDir);
+  await spool.lock();
   const queued = await spool.open();
   const tls = loadTlsCertificate(config, hostname);
   if (tls.generated) log.info({ cert: tls.path }, 'made a self-signed TLS certificate for submission');
@@ -46,9 +48,16 @@ export async function startRelay(config: RelayConfig, options: { log?: Logger } 
       family: localAddress ? (net.isIPv6(localAddress) ? 6 : 4) : undefined,
     },
     transport: { heloName: hostname, localAddress: localAddress || undefined, connectTimeoutMs: config.delivery.connectTimeout * 1000 },
-    retryDelayMs: config.delivery.retryDelay * 1000,
-    maxAttempts: config.delivery.maxAttempts,
+    schedule: new RetrySchedule(config.delivery.retrySchedule, config.delivery.retryExpire * 1000),
     concurrency: config.delivery.concurrency,
+    limits: {
+      rules: parseDestinationLimits(config.delivery.destinationLimits),
+      connections: config.delivery.connectionsPerDestination,
+      messagesPerConnection: config.delivery.messagesPerConnection,
+      throttlePause: config.delivery.throttlePause,
+    },
+    bounce: { keys, heloName: hostname },
+    delayWarningMs: config.delivery.delayWarning * 1000,
   });
   queue.start(queued);
   if (queued.length) log.info({ messages: queued.length }, 'picked up queued messages from the spool');
@@ -109,6 +118,7 @@ export async function startRelay(config: RelayConfig, options: { log?: Logger } 
     async close(timeoutMs = 10_000) {
       await submission.close();
       await queue.stop(timeoutMs);
+      await spool.unlock();
       log.info({ queued: queue.size }, 'stopped');
       log.flush?.();
     },

@@ -74,6 +74,25 @@ convict.addFormat({
   coerce: (value: string) => parseBytes(value),
 });
 convict.addFormat({
+  name: 'duration-list',
+  validate(value: unknown) {
+    parseDurationList(String(value));
+  },
+});
+convict.addFormat({
+  name: 'destination-limits',
+  validate(value: unknown) {
+    parseDestinationLimits(value);
+  },
+  coerce: (value: string) => {
+    try {
+      return JSON.parse(value) as unknown;
+    } catch {
+      return value; // validate() then says what is wrong
+    }
+  },
+});
+convict.addFormat({
   name: 'seconds',
   validate(value: unknown) {
     if (typeof value !== 'number' || !(value >= 0)) throw new Error('must be a duration such as 30s, 5m, 1h');
@@ -97,6 +116,51 @@ export function parseSeconds(value: string | number): number {
   if (!m) return NaN;
   const unit = { s: 1, m: 60, h: 3600, d: 86400 }[(m[2] ?? 's').toLowerCase() as 's'];
   return Number(m[1]) * unit;
+}
+
+/** "5m,10m,30m,1h" -> seconds per step (the last one repeats); every step must be > 0. */
+export function parseDurationList(value: string): number[] {
+  const steps = value.split(',').map((s) => s.trim()).filter(Boolean);
+  if (!steps.length) throw new Error('must be a comma-separated list of durations such as 5m,10m,30m,1h');
+  return steps.map((step) => {
+    const seconds = parseSeconds(step);
+    if (!(seconds > 0)) throw new Error(`"${step}" is not a duration (use s, m, h or d, e.g. 5m,10m,30m,1h)`);
+    return seconds;
+  });
+}
+
+/** One entry of delivery.destinationLimits: limits for MX hosts matching a pattern. */
+export interface DestinationLimitRule {
+  /** MX host name pattern: "*.protection.outlook.com" (any subdomain) or an exact host name. */
+  match: string;
+  connections?: number;
+  messagesPerConnection?: number;
+  /** Seconds a destination is left alone after a throttling reply. */
+  throttlePause?: number;
+}
+
+export function parseDestinationLimits(value: unknown): DestinationLimitRule[] {
+  const example = 'e.g. [{"match": "*.protection.outlook.com", "connections": 5, "messagesPerConnection": 50, "throttlePause": "10m"}]';
+  if (!Array.isArray(value)) throw new Error(`must be a list of rules (JSON in the environment), ${example}`);
+  return value.map((entry: unknown) => {
+    const e = entry as Record<string, unknown>;
+    if (!e || typeof e !== 'object' || typeof e.match !== 'string' || !e.match.trim()) throw new Error(`every rule needs "match" (an MX host pattern), ${example}`);
+    for (const key of Object.keys(e)) {
+      if (!['match', 'connections', 'messagesPerConnection', 'throttlePause'].includes(key)) throw new Error(`rule for "${e.match}": unknown field "${key}"`);
+    }
+    const rule: DestinationLimitRule = { match: e.match.trim().toLowerCase() };
+    for (const key of ['connections', 'messagesPerConnection'] as const) {
+      if (e[key] === undefined) continue;
+      if (!Number.isInteger(e[key]) || (e[key] as number) < 1) throw new Error(`rule for "${e.match}": ${key} must be a whole number >= 1`);
+      rule[key] = e[key] as number;
+    }
+    if (e.throttlePause !== undefined) {
+      const seconds = parseSeconds(e.throttlePause as string | number);
+      if (!(seconds >= 0)) throw new Error(`rule for "${e.match}": throttlePause must be a duration such as 10m`);
+      rule.throttlePause = seconds;
+    }
+    return rule;
+  });
 }
 
 export const schema = {
@@ -158,10 +222,36 @@ export const schema = {
     heloName: { doc: 'EHLO name used on delivery; empty: the host name.', format: String, default: '', env: 'RELAY_HELO_NAME' },
     mxPort: { doc: 'Port used on the recipients\' MX hosts.', format: 'port', default: 25, env: 'RELAY_MX_PORT' },
     smarthost: { doc: 'Deliver everything to this host:port instead of the MX hosts; empty: MX delivery.', format: 'hostport-or-empty', default: '', env: 'RELAY_SMARTHOST' },
-    retryDelay: { doc: 'Wait before retrying a temporarily failed recipient.', format: 'seconds', default: 300, env: 'RELAY_RETRY_DELAY' },
-    maxAttempts: { doc: 'Delivery attempts per recipient before it is given up.', format: 'nat', default: 30, env: 'RELAY_MAX_ATTEMPTS' },
+    retrySchedule: {
+      doc: 'Waits before the retries of a deferred recipient, comma separated (s, m, h, d); the last one repeats. Each wait is stretched by a random 0-10% (jitter).',
+      format: 'duration-list', default: '5m,10m,20m,40m,1h', env: 'RELAY_RETRY_SCHEDULE',
+    },
+    retryExpire: {
+      doc: 'How long a recipient is retried before it is given up and bounced (counted from acceptance).',
+      format: 'seconds', default: 5 * 86400, env: 'RELAY_RETRY_EXPIRE',
+    },
+    delayWarning: {
+      doc: 'Send the sender a delay notice (DSN, Action: delayed) once a recipient has been queued this long; 0 turns it off.',
+      format: 'seconds', default: 0, env: 'RELAY_DELAY_WARNING',
+    },
+    connectionsPerDestination: {
+      doc: 'Most connections open at the same time to one destination (MX host) without a rule in destinationLimits.',
+      format: 'nat', default: 10, env: 'RELAY_CONNECTIONS_PER_DESTINATION',
+    },
+    messagesPerConnection: {
+      doc: 'Most messages sent over one connection before it is closed and a new one opened, for destinations without a rule.',
+      format: 'nat', default: 100, env: 'RELAY_MESSAGES_PER_CONNECTION',
+    },
+    throttlePause: {
+      doc: 'How long a destination is left alone after a throttling reply (any 421, Outlook 4.7.650, Yahoo [TS..], GMX policy restrictions).',
+      format: 'seconds', default: 600, env: 'RELAY_THROTTLE_PAUSE',
+    },
+    destinationLimits: {
+      doc: 'Rules for MX hosts by pattern, before the built-in presets (Outlook, GMX/WEB.DE, Gmail, Yahoo, T-Online): [{match, connections, messagesPerConnection, throttlePause}]; JSON in the environment.',
+      format: 'destination-limits', default: [] as DestinationLimitRule[], env: 'RELAY_DESTINATION_LIMITS',
+    },
     connectTimeout: { doc: 'Time to wait for an MX to answer.', format: 'seconds', default: 30, env: 'RELAY_CONNECT_TIMEOUT' },
-    concurrency: { doc: 'Messages delivered at the same time.', format: 'nat', default: 20, env: 'RELAY_DELIVERY_CONCURRENCY' },
+    concurrency: { doc: 'Most delivery connections open at the same time, over all destinations.', format: 'nat', default: 20, env: 'RELAY_DELIVERY_CONCURRENCY' },
   },
   dns: {
     servers: { doc: 'DNS resolvers as host[:port]; empty: the system\'s.', format: 'hostport-list', default: [] as string[], env: 'RELAY_DNS_SERVERS' },
@@ -188,7 +278,10 @@ export type RelayConfig = {
   signing: { unsignedPolicy: 'refuse' | 'relay' };
   delivery: {
     localAddress: string; heloName: string; mxPort: number; smarthost: string;
-    retryDelay: number; maxAttempts: number; connectTimeout: number; concurrency: number;
+    retrySchedule: string; retryExpire: number; delayWarning: number;
+    connectionsPerDestination: number; messagesPerConnection: number; throttlePause: number;
+    destinationLimits: DestinationLimitRule[];
+    connectTimeout: number; concurrency: number;
   };
   dns: { servers: string[]; timeout: number };
   log: { level: string };

@@ -1,158 +1,605 @@
-// Takes queued messages from the spool and delivers them: recipients grouped by domain,
-// each group routed (MX or smarthost) and tried host by host in priority order until one
-// answers; each recipient keeps its own outcome. A deferred recipient is tried again after
-// `retryDelay`, up to `maxAttempts`. This is the simple schedule; backoff, bounces and
-// per-destination limits come with the delivery engine.
+// The scheduler: takes queued messages from the spool and delivers them.
+//   due recipients of a message, grouped by domain = a job -> route (MX or smarthost) ->
+//   the job waits at its site (the set of MX hosts it goes to) -> a worker of that site
+//   opens a connection (hosts in priority order) and sends job after job over it.
+// A site has at most `connections` workers (its destination limit: presets for the big
+// providers, configured rules, defaults), a connection carries at most
+// `messagesPerConnection` messages, and all sites together at most `concurrency`
+// connections. A throttling reply pauses the destination for its `throttlePause`; its jobs
+// wait without using up attempts. Each recipient keeps its own outcome; a deferred one is
+// tried again on the retry schedule until it expires. After every job the message's state
+// is written to the spool, so a delivered recipient is not sent again after a restart.
+// When no job of a message is running, failed recipients are bounced (a DSN to the
+// sender, queued through the spool) and a message whose recipients are all final is removed.
+import { queueBounce, BounceContext } from '../bounce/bounce';
+import { DsnRecipient } from '../bounce/dsn';
+import { DestinationLimitRule } from '../config/schema';
 import { Logger } from '../log';
 import { domainOf } from '../policy/sender-domains';
-import { RecipientState, Spool, SpoolEnvelope } from '../spool/spool';
-import { Outcome } from './classify';
-import { routeDomain, RouteOptions } from './route';
-import { deliverToHost, RecipientResult, TransportOptions } from './transport';
+import { ControlReply, ControlRequest, processControlRequests } from '../spool/control';
+import { AttemptRecord, HISTORY_LENGTH, RecipientState, Spool, SpoolEnvelope } from '../spool/spool';
+import { isThrottling, Outcome } from './classify';
+import { DestinationLimit, DestinationState, effectiveRules, limitFor, MemoryDestinationState } from './destination-limits';
+import { RetrySchedule } from './retry-schedule';
+import { Destination, Route, routeDomain, RouteOptions } from './route';
+import { RecipientResult, SmtpSession, TransportOptions } from './transport';
 
 export interface QueueRunnerOptions {
   spool: Spool;
   log: Logger;
   route: RouteOptions;
   transport: TransportOptions;
-  retryDelayMs: number;
-  maxAttempts: number;
+  schedule: RetrySchedule;
+  /** Most delivery connections open at once, over all destinations. */
   concurrency: number;
-  /** How often the queue is scanned for due messages even without news. */
+  limits: { rules: DestinationLimitRule[]; connections: number; messagesPerConnection: number; throttlePause: number };
+  destinations?: DestinationState;
+  /** What bounces need; without it failed recipients are only logged. */
+  bounce?: Omit<BounceContext, 'spool' | 'log'>;
+  /** Send a delay notice once a recipient has been queued this long; 0: never. */
+  delayWarningMs?: number;
+  /** How often the queue is scanned for due messages (and control requests read). */
   pollMs?: number;
+  /** How long an idle connection waits for another message before QUIT. */
+  idleMs?: number;
 }
+
+interface Job {
+  envelope: SpoolEnvelope;
+  domain: string;
+  recipients: RecipientState[];
+}
+
+interface Site {
+  key: string;
+  limit: DestinationLimit;
+  destinations: Destination[];
+  jobs: Job[];
+  workers: number;
+  /** Workers with an open connection waiting for a job. */
+  idle: ((job: Job | null) => void)[];
+}
+
+/** Most jobs taken from the queue and not finished (routing or waiting at a site). */
+const MAX_JOBS = 5000;
 
 export class QueueRunner {
   private readonly queue = new Map<string, SpoolEnvelope>();
-  private readonly inFlight = new Map<string, Promise<void>>();
+  /** Jobs running per message id. */
+  private readonly active = new Map<string, number>();
+  /** "id\naddress" of recipients in a running job. */
+  private readonly busy = new Set<string>();
+  private readonly sites = new Map<string, Site>();
+  private readonly sessions = new Set<SmtpSession>();
+  private readonly tasks = new Set<Promise<unknown>>();
+  private readonly deleteRequests = new Map<string, { bounce: boolean }>();
+  private readonly finalizing = new Set<string>();
+  private readonly destinations: DestinationState;
+  private readonly rules: DestinationLimitRule[];
+  private jobs = 0;
+  private connections = 0;
   private timer: NodeJS.Timeout | null = null;
+  private wake: NodeJS.Timeout | null = null;
+  private wakeAt = Infinity;
+  private pumpQueued = false;
+  private controlBusy = false;
   private stopped = false;
 
-  constructor(private readonly options: QueueRunnerOptions) {}
+  constructor(private readonly options: QueueRunnerOptions) {
+    this.destinations = options.destinations ?? new MemoryDestinationState();
+    this.rules = effectiveRules(options.limits.rules);
+  }
 
   start(initial: SpoolEnvelope[]): void {
     for (const envelope of initial) this.queue.set(envelope.id, envelope);
-    this.timer = setInterval(() => this.pump(), this.options.pollMs ?? 1000);
+    this.timer = setInterval(() => {
+      this.pump();
+      this.control();
+    }, this.options.pollMs ?? 1000);
     this.timer.unref();
     this.pump();
+    this.control();
   }
 
   /** A message just committed to the spool. */
   add(envelope: SpoolEnvelope): void {
     this.queue.set(envelope.id, envelope);
-    this.pump();
+    this.schedulePump();
   }
 
   get size(): number {
     return this.queue.size;
   }
 
-  /** Stops starting deliveries and waits for those in flight, at most `timeoutMs`. */
+  /** The queued envelopes as the runner sees them (for tests and the queue CLI's checks). */
+  envelopes(): SpoolEnvelope[] {
+    return [...this.queue.values()];
+  }
+
+  /**
+   * Stops starting deliveries, lets those in flight finish (at most `timeoutMs`), then drops
+   * what still runs: its recipients stay queued and are tried again at the next start.
+   */
   async stop(timeoutMs: number): Promise<void> {
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
-    await Promise.race([
-      Promise.allSettled([...this.inFlight.values()]),
-      new Promise((resolve) => setTimeout(resolve, timeoutMs).unref()),
+    if (this.wake) clearTimeout(this.wake);
+    for (const site of this.sites.values()) for (const idle of site.idle.splice(0)) idle(null);
+    const settled = Promise.allSettled([...this.tasks]);
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = await Promise.race([
+      settled.then(() => false),
+      new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(true), timeoutMs);
+      }),
     ]);
+    clearTimeout(timer);
+    if (timedOut) {
+      this.options.log.warn({ connections: this.sessions.size }, 'deliveries still running at shutdown were cut off; their recipients stay queued');
+      for (const session of this.sessions) session.close();
+      await Promise.race([Promise.allSettled([...this.tasks]), new Promise((r) => setTimeout(r, 1000).unref())]);
+    }
+    await this.options.spool.idle();
+  }
+
+  // ---- queue control (retry, delete), from the CLI through control files ----
+
+  /** Makes queued recipients due now: one message, or all. Returns the ids touched. */
+  retryNow(id?: string): string[] {
+    const ids: string[] = [];
+    const now = Date.now();
+    for (const envelope of id ? [this.queue.get(id)].filter((e): e is SpoolEnvelope => !!e) : this.queue.values()) {
+      let touched = false;
+      for (const r of envelope.recipients) {
+        if (r.status === 'queued') {
+          r.nextAttemptAt = now;
+          touched = true;
+        }
+      }
+      if (touched) ids.push(envelope.id);
+    }
+    this.schedulePump();
+    return ids;
+  }
+
+  /** Removes a message from the queue, optionally bouncing its undelivered recipients. */
+  async deleteMessage(id: string, bounce: boolean): Promise<boolean> {
+    const envelope = this.queue.get(id);
+    if (!envelope) return false;
+    this.deleteRequests.set(id, { bounce });
+    if (!this.active.get(id)) await this.finalize(envelope);
+    return true;
+  }
+
+  private control(): void {
+    if (this.controlBusy || this.stopped) return;
+    this.controlBusy = true;
+    const task = processControlRequests(this.options.spool.dataDir, (request) => this.handleControl(request))
+      .catch((err: Error) => this.options.log.error({ err: err.message }, 'queue control requests could not be read'))
+      .finally(() => {
+        this.controlBusy = false;
+      });
+    this.track(task);
+  }
+
+  private async handleControl(request: ControlRequest): Promise<ControlReply> {
+    const { log } = this.options;
+    if (request.action === 'retry') {
+      if (!request.all && !request.id) return { ok: false, message: 'retry needs a message id or --all' };
+      if (request.id && !this.queue.has(request.id)) return { ok: false, message: `no message ${request.id} in the queue` };
+      const ids = this.retryNow(request.all ? undefined : request.id);
+      log.info({ ids, by: 'queue retry' }, 'queued recipients made due now');
+      return { ok: true, ids, message: `${ids.length} message(s) will be tried now` };
+    }
+    if (request.action === 'delete') {
+      const found = await this.deleteMessage(request.id, request.bounce);
+      if (!found) return { ok: false, message: `no message ${request.id} in the queue` };
+      log.info({ id: request.id, bounce: request.bounce, by: 'queue delete' }, 'message deleted from the queue');
+      return { ok: true, ids: [request.id], message: `message ${request.id} deleted${request.bounce ? ', its sender gets a bounce' : ''}` };
+    }
+    return { ok: false, message: `unknown action ${(request as { action: string }).action}` };
+  }
+
+  // ---- scheduling ----
+
+  private schedulePump(): void {
+    if (this.pumpQueued || this.stopped) return;
+    this.pumpQueued = true;
+    setImmediate(() => {
+      this.pumpQueued = false;
+      this.pump();
+    });
   }
 
   private pump(): void {
     if (this.stopped) return;
     const now = Date.now();
+    let earliest = Infinity;
     for (const envelope of this.queue.values()) {
-      if (this.inFlight.size >= this.options.concurrency) return;
-      if (this.inFlight.has(envelope.id)) continue;
-      if (!envelope.recipients.some((r) => r.status === 'queued' && r.nextAttemptAt <= now)) continue;
-      const run = this.deliver(envelope)
-        .catch((err: Error) => this.options.log.error({ id: envelope.id, err: err.message }, 'delivery run failed'))
-        .finally(() => {
-          this.inFlight.delete(envelope.id);
-          this.pump();
-        });
-      this.inFlight.set(envelope.id, run);
+      if (this.jobs >= MAX_JOBS) return;
+      if (this.deleteRequests.has(envelope.id)) continue;
+      const groups = new Map<string, RecipientState[]>();
+      for (const r of envelope.recipients) {
+        if (r.status !== 'queued' || this.busy.has(`${envelope.id}\n${r.address}`)) continue;
+        if (r.nextAttemptAt > now) {
+          earliest = Math.min(earliest, r.nextAttemptAt);
+          continue;
+        }
+        const key = this.options.route.smarthost ? '' : domainOf(r.address);
+        groups.set(key, [...(groups.get(key) ?? []), r]);
+      }
+      for (const [domain, recipients] of groups) this.startJob({ envelope, domain, recipients });
+      // Nothing left to deliver but a bounce that could not be queued before: try again.
+      if (!groups.size && !this.active.get(envelope.id) && !this.finalizing.has(envelope.id) && envelope.recipients.every((r) => r.status !== 'queued')) {
+        this.track(this.finalize(envelope).catch((err: Error) => this.options.log.error({ id: envelope.id, err: err.message }, 'finishing the message failed')));
+      }
     }
+    this.setWake(earliest);
   }
 
-  private async deliver(envelope: SpoolEnvelope): Promise<void> {
-    const now = Date.now();
-    const due = envelope.recipients.filter((r) => r.status === 'queued' && r.nextAttemptAt <= now);
-    const groups = new Map<string, RecipientState[]>();
-    for (const r of due) {
-      const key = this.options.route.smarthost ? '' : domainOf(r.address);
-      groups.set(key, [...(groups.get(key) ?? []), r]);
-    }
-    await Promise.all([...groups].map(([domain, recipients]) => this.deliverGroup(envelope, domain, recipients)));
-
-    if (envelope.recipients.every((r) => r.status !== 'queued')) {
-      await this.options.spool.remove(envelope.id);
-      this.queue.delete(envelope.id);
-      this.options.log.info({ id: envelope.id, recipients: envelope.recipients.map((r) => ({ address: r.address, status: r.status })) }, 'message done');
-    } else {
-      await this.options.spool.update(envelope);
-    }
+  /** A timer for the next due recipient when it comes before the next poll. */
+  private setWake(at: number): void {
+    if (at === Infinity || at >= this.wakeAt) return;
+    if (this.wake) clearTimeout(this.wake);
+    this.wakeAt = at;
+    this.wake = setTimeout(() => {
+      this.wake = null;
+      this.wakeAt = Infinity;
+      this.pump();
+    }, Math.max(0, at - Date.now()) + 5);
+    this.wake.unref();
   }
 
-  private async deliverGroup(envelope: SpoolEnvelope, domain: string, recipients: RecipientState[]): Promise<void> {
+  private startJob(job: Job): void {
+    this.jobs++;
+    this.active.set(job.envelope.id, (this.active.get(job.envelope.id) ?? 0) + 1);
+    for (const r of job.recipients) this.busy.add(`${job.envelope.id}\n${r.address}`);
+    this.track(this.routeJob(job).catch((err: Error) => {
+      this.options.log.error({ id: job.envelope.id, domain: job.domain, err: err.message }, 'delivery run failed');
+      return this.finishJob(job);
+    }));
+  }
+
+  private track<T>(task: Promise<T>): void {
+    this.tasks.add(task);
+    void task.finally(() => this.tasks.delete(task));
+  }
+
+  private async routeJob(job: Job): Promise<void> {
     const { log } = this.options;
-    const route = await routeDomain(domain || domainOf(recipients[0].address), this.options.route);
+    const domain = job.domain || domainOf(job.recipients[0].address);
+    const route: Route = await routeDomain(domain, this.options.route);
     if (route.kind === 'unroutable') {
-      log.info({ id: envelope.id, domain, reply: route.reason }, 'delivery attempt: no route');
-      for (const r of recipients) this.record(r, route.permanent ? 'failed' : 'deferred', route.reason);
+      log.info({ id: job.envelope.id, domain, reply: route.reason }, 'delivery attempt: no route');
+      for (const r of job.recipients) this.record(job, r, route.permanent ? 'failed' : 'deferred', route.reason);
+      this.addHistory(job.envelope, { recipients: job.recipients.map((r) => r.address), outcome: route.permanent ? 'failed' : 'deferred', reply: route.reason });
+      return this.finishJob(job);
+    }
+    const hosts = [...new Set(route.destinations.map((d) => d.host.toLowerCase()))];
+    const siteKey = this.options.route.smarthost ? `smarthost:${this.options.route.smarthost}` : hosts.join(',');
+    let site = this.sites.get(siteKey);
+    if (!site) {
+      const limit = limitFor(hosts, this.rules, this.options.limits);
+      site = { key: siteKey, limit, destinations: route.destinations, jobs: [], workers: 0, idle: [] };
+      this.sites.set(siteKey, site);
+    }
+    site.destinations = route.destinations;
+    if (this.destinations.pausedUntil(site.limit.key) > Date.now()) {
+      this.holdForPause(job, site);
       return;
     }
-    let lastError = { outcome: 'deferred' as Outcome, reply: 'no host tried' };
-    for (const destination of route.destinations) {
-      const started = Date.now();
-      const result = await deliverToHost(
-        destination,
-        { from: envelope.sender, to: recipients.map((r) => r.address) },
-        () => this.options.spool.openSigned(envelope),
-        this.options.transport
-      );
-      const duration = Date.now() - started;
-      if (result.recipients) {
-        for (const outcome of result.recipients) {
-          log.info({
-            id: envelope.id, domain, host: destination.host, ip: destination.ip, recipient: outcome.address,
-            outcome: outcome.outcome, reply: outcome.reply, tls: result.tls, durationMs: duration,
-          }, 'delivery attempt');
-        }
-        this.applyResults(recipients, result.recipients);
+    site.jobs.push(job);
+    this.kick(site);
+  }
+
+  /** A paused destination: the job waits for the end of the pause without using an attempt. */
+  private holdForPause(job: Job, site: Site): void {
+    const until = this.destinations.pausedUntil(site.limit.key);
+    for (const r of job.recipients) r.nextAttemptAt = Math.max(r.nextAttemptAt, until);
+    void this.finishJob(job, false);
+  }
+
+  private kick(site: Site): void {
+    while (site.jobs.length && !this.stopped) {
+      const idle = site.idle.shift();
+      if (idle) {
+        idle(site.jobs.shift()!);
+        continue;
+      }
+      if (this.destinations.pausedUntil(site.limit.key) > Date.now()) {
+        for (const job of site.jobs.splice(0)) this.holdForPause(job, site);
         return;
       }
-      lastError = result.error!;
+      if (this.connections >= this.options.concurrency) return;
+      if (!this.destinations.acquire(site.limit.key, site.limit.connections)) return;
+      this.connections++;
+      site.workers++;
+      this.track(this.worker(site, site.jobs.shift()!));
+    }
+  }
+
+  private kickAll(): void {
+    for (const site of this.sites.values()) {
+      this.kick(site);
+      if (!site.jobs.length && !site.workers) this.sites.delete(site.key);
+    }
+  }
+
+  private waitForJob(site: Site): Promise<Job | null> {
+    if (this.stopped) return Promise.resolve(null);
+    return new Promise((resolve) => {
+      const take = (job: Job | null) => {
+        clearTimeout(timer);
+        resolve(job);
+      };
+      const timer = setTimeout(() => {
+        site.idle = site.idle.filter((w) => w !== take);
+        resolve(null);
+      }, this.options.idleMs ?? 1000);
+      site.idle.push(take);
+    });
+  }
+
+  /** One connection's life: sends the site's jobs until none is left, the limit, or trouble. */
+  private async worker(site: Site, first: Job): Promise<void> {
+    let job: Job | null = first;
+    let session: SmtpSession | null = null;
+    let sent = 0;
+    try {
+      while (job) {
+        if (!session) {
+          session = await this.openSession(site, job);
+          if (!session) break;
+          sent = 0;
+        }
+        const outcome = await this.sendJob(site, session, job, sent + 1);
+        sent++;
+        if (outcome === 'throttled' || !session.usable) {
+          session.close();
+          this.sessions.delete(session);
+          session = null;
+          if (outcome === 'throttled') break;
+        } else if (sent >= site.limit.messagesPerConnection) {
+          session.quit();
+          this.sessions.delete(session);
+          session = null;
+        }
+        if (this.stopped) break;
+        job = site.jobs.shift() ?? (session ? await this.waitForJob(site) : null);
+      }
+    } finally {
+      if (session) {
+        session.quit();
+        this.sessions.delete(session);
+      }
+      this.destinations.release(site.limit.key);
+      this.connections--;
+      site.workers--;
+      this.kickAll();
+    }
+  }
+
+  /**
+   * Connects to the site's hosts in priority order. When none takes the connection, the job
+   * and every job waiting at the site get the last host's answer.
+   */
+  private async openSession(site: Site, job: Job): Promise<SmtpSession | null> {
+    const { log } = this.options;
+    let last = { outcome: 'deferred' as Outcome, reply: 'no host tried', host: '', ip: '' };
+    for (const destination of site.destinations) {
+      if (this.stopped) break;
+      const started = Date.now();
+      const opened = await SmtpSession.open(destination, this.options.transport);
+      if ('session' in opened) {
+        this.sessions.add(opened.session);
+        return opened.session;
+      }
+      last = { ...opened.error, host: destination.host, ip: destination.ip };
       log.info({
-        id: envelope.id, domain, host: destination.host, ip: destination.ip, outcome: lastError.outcome,
-        reply: lastError.reply, durationMs: duration,
+        id: job.envelope.id, domain: job.domain || domainOf(job.recipients[0].address), host: destination.host, ip: destination.ip,
+        outcome: last.outcome, reply: last.reply, durationMs: Date.now() - started,
       }, 'delivery attempt');
-      // A 5xx at greeting or MAIL FROM is the domain's final word; anything else: next host.
-      if (lastError.outcome === 'failed') break;
+      if (isThrottling(last.reply)) break;
+      // A 5xx greeting is the site's final word; anything else: next host.
+      if (last.outcome === 'failed') break;
     }
-    for (const r of recipients) this.record(r, lastError.outcome, lastError.reply);
+    const jobs = [job, ...site.jobs.splice(0)];
+    if (this.stopped && last.reply === 'no host tried') {
+      for (const j of jobs) void this.finishJob(j, false);
+      return null;
+    }
+    if (isThrottling(last.reply)) {
+      this.pauseSite(site, last.reply, job);
+      this.addHistory(job.envelope, { recipients: job.recipients.map((r) => r.address), outcome: 'paused', reply: last.reply, host: last.host, ip: last.ip });
+      for (const j of jobs) this.holdForPause(j, site);
+      return null;
+    }
+    for (const j of jobs) {
+      for (const r of j.recipients) this.record(j, r, last.outcome, last.reply, last.host);
+      this.addHistory(j.envelope, { recipients: j.recipients.map((r) => r.address), outcome: last.outcome, reply: last.reply, host: last.host, ip: last.ip });
+      void this.finishJob(j);
+    }
+    return null;
   }
 
-  private applyResults(recipients: RecipientState[], results: RecipientResult[]): void {
-    for (const r of recipients) {
+  private async sendJob(site: Site, session: SmtpSession, job: Job, onConnection: number): Promise<'sent' | 'throttled'> {
+    const { log, spool } = this.options;
+    const { envelope } = job;
+    const domain = job.domain || domainOf(job.recipients[0].address);
+    const started = Date.now();
+    const result = await session.send(
+      { from: envelope.sender, to: job.recipients.map((r) => r.address) },
+      spool.openSigned(envelope)
+    );
+    const durationMs = Date.now() - started;
+    const { host, ip } = session.destination;
+    const throttle = result.recipients.find((r) => r.outcome === 'deferred' && isThrottling(r.reply));
+    for (const outcome of result.recipients) {
+      log.info({
+        id: envelope.id, domain, host, ip, recipient: outcome.address, outcome: outcome.outcome, reply: outcome.reply,
+        tls: session.tls, onConnection, durationMs,
+      }, 'delivery attempt');
+    }
+    this.applyResults(job, result.recipients, host);
+    for (const kind of ['delivered', 'deferred', 'failed'] as const) {
+      const recipients = result.recipients.filter((r) => r.outcome === kind);
+      if (recipients.length) this.addHistory(envelope, { recipients: recipients.map((r) => r.address), outcome: kind, reply: recipients[0].reply, host, ip });
+    }
+    await this.finishJob(job);
+    if (throttle) {
+      this.pauseSite(site, throttle.reply, job);
+      for (const j of site.jobs.splice(0)) this.holdForPause(j, site);
+      return 'throttled';
+    }
+    return 'sent';
+  }
+
+  private pauseSite(site: Site, reply: string, job: Job): void {
+    const until = Date.now() + site.limit.throttlePauseMs;
+    if (this.destinations.pause(site.limit.key, until)) {
+      this.options.log.warn({
+        destination: site.limit.key, rule: site.limit.rule, hosts: site.key, reply, id: job.envelope.id,
+        pausedUntil: new Date(until).toISOString(), pauseSeconds: site.limit.throttlePauseMs / 1000,
+      }, `destination ${site.limit.rule === 'default' ? site.key : site.limit.rule} throttles us: paused for ${site.limit.throttlePauseMs / 1000} s`);
+    }
+  }
+
+  private applyResults(job: Job, results: RecipientResult[], host: string): void {
+    for (const r of job.recipients) {
       const result = results.find((x) => x.address === r.address);
-      this.record(r, result?.outcome ?? 'deferred', result?.reply ?? 'no answer for this recipient');
+      this.record(job, r, result?.outcome ?? 'deferred', result?.reply ?? 'no answer for this recipient', host);
     }
   }
 
-  private record(recipient: RecipientState, outcome: Outcome, reply: string): void {
+  private record(job: Job, recipient: RecipientState, outcome: Outcome, reply: string, host?: string): void {
+    const now = Date.now();
     recipient.attempts += 1;
     recipient.lastReply = reply;
+    recipient.lastAttemptAt = now;
+    if (host) recipient.remoteHost = host;
     if (outcome === 'delivered' || outcome === 'failed') {
       recipient.status = outcome;
-      if (outcome === 'failed') this.options.log.warn({ recipient: recipient.address, reply }, 'recipient failed permanently');
+      if (outcome === 'failed') this.options.log.warn({ id: job.envelope.id, recipient: recipient.address, reply }, 'recipient failed permanently');
       return;
     }
-    if (recipient.attempts >= this.options.maxAttempts) {
+    const acceptedAt = Date.parse(job.envelope.receivedAt);
+    const { schedule } = this.options;
+    if (schedule.expired(acceptedAt, now)) {
       recipient.status = 'failed';
-      recipient.lastReply = `gave up after ${recipient.attempts} attempts: ${reply}`;
-      this.options.log.warn({ recipient: recipient.address, reply: recipient.lastReply }, 'recipient failed permanently');
+      recipient.lastReply = `gave up after ${recipient.attempts} attempts in ${formatDuration(now - acceptedAt)}: ${reply}`;
+      recipient.expired = true;
+      this.options.log.warn({ id: job.envelope.id, recipient: recipient.address, reply: recipient.lastReply }, 'recipient failed permanently');
       return;
     }
-    recipient.nextAttemptAt = Date.now() + this.options.retryDelayMs;
+    recipient.nextAttemptAt = schedule.nextAttempt(recipient.attempts, acceptedAt, now);
   }
+
+  private addHistory(envelope: SpoolEnvelope, record: Omit<AttemptRecord, 'at'>): void {
+    const history = envelope.history ?? [];
+    history.push({ at: Date.now(), ...record });
+    envelope.history = history.slice(-HISTORY_LENGTH);
+  }
+
+  /** A job is over: its state goes to disk; the message is finalized when nothing else of it runs. */
+  private async finishJob(job: Job, attempted = true): Promise<void> {
+    const { envelope } = job;
+    for (const r of job.recipients) this.busy.delete(`${envelope.id}\n${r.address}`);
+    this.jobs--;
+    const left = (this.active.get(envelope.id) ?? 1) - 1;
+    if (left > 0) this.active.set(envelope.id, left);
+    else this.active.delete(envelope.id);
+    try {
+      if (attempted && this.queue.has(envelope.id)) await this.options.spool.update(envelope);
+      if (left <= 0) await this.finalize(envelope);
+    } catch (err) {
+      this.options.log.error({ id: envelope.id, err: (err as Error).message }, 'the spool could not record a delivery state; it is tried again later');
+    }
+    this.schedulePump();
+  }
+
+  /** Bounces, delay notices, deletion and removal of a message with no job running. */
+  private async finalize(envelope: SpoolEnvelope): Promise<void> {
+    if (!this.queue.has(envelope.id) || this.finalizing.has(envelope.id)) return;
+    this.finalizing.add(envelope.id);
+    try {
+      await this.finalizeNow(envelope);
+    } finally {
+      this.finalizing.delete(envelope.id);
+    }
+  }
+
+  private async finalizeNow(envelope: SpoolEnvelope): Promise<void> {
+    const { log, spool } = this.options;
+    const deletion = this.deleteRequests.get(envelope.id);
+    if (deletion) {
+      for (const r of envelope.recipients) {
+        if (r.status !== 'queued') continue;
+        r.status = 'failed';
+        r.lastReply = 'deleted from the queue by the administrator';
+        r.notified = !deletion.bounce;
+      }
+      this.addHistory(envelope, { recipients: [], outcome: 'deleted', reply: deletion.bounce ? 'deleted, with a bounce' : 'deleted' });
+    }
+    let changed = false;
+    const failed = envelope.recipients.filter((r) => r.status === 'failed' && !r.notified);
+    if (failed.length) {
+      if (await this.bounce(envelope, failed, 'failed')) {
+        for (const r of failed) r.notified = true;
+        changed = true;
+      }
+    }
+    const delayMs = this.options.delayWarningMs ?? 0;
+    if (delayMs > 0 && !envelope.delayNotified && Date.now() - Date.parse(envelope.receivedAt) >= delayMs) {
+      const waiting = envelope.recipients.filter((r) => r.status === 'queued' && r.attempts > 0);
+      if (waiting.length && (await this.bounce(envelope, waiting, 'delayed'))) {
+        envelope.delayNotified = true;
+        changed = true;
+      }
+    }
+    if (envelope.recipients.every((r) => r.status !== 'queued' && (r.status !== 'failed' || r.notified))) {
+      this.queue.delete(envelope.id);
+      this.deleteRequests.delete(envelope.id);
+      await spool.remove(envelope.id);
+      log.info({ id: envelope.id, recipients: envelope.recipients.map((r) => ({ address: r.address, status: r.status })) }, 'message done');
+    } else if (changed) {
+      await spool.update(envelope);
+    }
+  }
+
+  /** Queues a DSN; true when it is queued or none is due (null sender), false when it failed. */
+  private async bounce(envelope: SpoolEnvelope, recipients: RecipientState[], kind: 'failed' | 'delayed'): Promise<boolean> {
+    const ctx = this.options.bounce;
+    if (!ctx || !envelope.sender || envelope.dsn) {
+      if (kind === 'failed' && (!envelope.sender || envelope.dsn)) {
+        this.options.log.info({ id: envelope.id, recipients: recipients.map((r) => r.address) }, 'no bounce: the message has the null sender');
+      }
+      return true;
+    }
+    const dsnRecipients: DsnRecipient[] = recipients.map((r) => ({
+      address: r.address,
+      action: kind,
+      reply: r.lastReply ?? (kind === 'failed' ? 'failed' : 'not delivered yet'),
+      remoteHost: r.remoteHost,
+      lastAttemptAt: r.lastAttemptAt,
+      expired: r.expired,
+    }));
+    try {
+      const dsn = await queueBounce(envelope, dsnRecipients, kind, {
+        ...ctx, spool: this.options.spool, log: this.options.log, expireMs: this.options.schedule.expireMs,
+      });
+      if (dsn) this.add(dsn);
+      return true;
+    } catch (err) {
+      this.options.log.error({ id: envelope.id, err: (err as Error).message }, 'the bounce could not be queued; it is tried again later');
+      return false;
+    }
+  }
+}
+
+function formatDuration(ms: number): string {
+  const s = Math.round(ms / 1000);
+  if (s < 120) return `${s} s`;
+  if (s < 7200) return `${Math.round(s / 60)} min`;
+  if (s < 172800) return `${Math.round(s / 3600)} h`;
+  return `${Math.round(s / 86400)} d`;
 }

@@ -1,9 +1,9 @@
-// One SMTP delivery attempt to one host: nodemailer's SMTPConnection from the fixed source
-// address with the fixed HELO name. TLS is opportunistic (RFC 7435): STARTTLS when offered,
-// a certificate that does not verify is still used (an MX's certificate rarely names the
-// MX host), and a failed handshake is retried once in clear, which nodemailer does not do
-// by itself.
-import net from 'node:net';
+// SMTP sessions to one host: nodemailer's SMTPConnection from the fixed source address with
+// the fixed HELO name. TLS is opportunistic (RFC 7435): STARTTLS when offered, a certificate
+// that does not verify is still used (an MX's certificate rarely names the MX host), and a
+// failed handshake is retried once in clear, which nodemailer does not do by itself.
+// A session carries several messages one after another (RSET after a refused one), which is
+// what the big providers want instead of a connection per message.
 import { Readable } from 'node:stream';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import { classifyError, classifyReply, describeError, Outcome } from './classify';
@@ -17,32 +17,103 @@ export interface TransportOptions {
 
 export interface RecipientResult { address: string; outcome: Outcome; reply: string }
 
-export interface AttemptResult {
-  /** Per recipient, when the session got as far as RCPT. */
-  recipients?: RecipientResult[];
-  /** Why nothing could be sent to this host (connection, TLS, greeting, MAIL FROM). */
-  error?: { outcome: Outcome; reply: string };
-  tls: boolean;
+export interface SendResult {
+  recipients: RecipientResult[];
+  /** The session can carry the next message. */
+  reusable: boolean;
 }
 
-export async function deliverToHost(
-  destination: Destination,
-  envelope: { from: string; to: string[] },
-  openMessage: () => Readable,
-  options: TransportOptions
-): Promise<AttemptResult> {
-  const first = await attempt(destination, envelope, openMessage, options, false);
-  if (first.error && first.tlsFailed) return attempt(destination, envelope, openMessage, options, true);
-  return first;
+export type OpenResult =
+  | { session: SmtpSession }
+  | { error: { outcome: Outcome; reply: string } };
+
+export class SmtpSession {
+  private closed = false;
+
+  private constructor(readonly destination: Destination, private readonly connection: SMTPConnection) {
+    connection.on('error', () => undefined); // reported through the callbacks of send()
+    connection.once('end', () => {
+      this.closed = true;
+    });
+  }
+
+  get tls(): boolean {
+    return this.connection.secure;
+  }
+
+  get usable(): boolean {
+    return !this.closed;
+  }
+
+  /** Connects and says EHLO (STARTTLS when offered, in clear when the handshake fails). */
+  static async open(destination: Destination, options: TransportOptions): Promise<OpenResult> {
+    const first = await connect(destination, options, false);
+    if ('error' in first && first.tlsFailed) return connect(destination, options, true);
+    return first;
+  }
+
+  async send(envelope: { from: string; to: string[] }, message: Readable): Promise<SendResult> {
+    const { connection } = this;
+    try {
+      const info = await new Promise<SMTPConnection.SentMessageInfo>((resolve, reject) => {
+        connection.send({ from: envelope.from, to: envelope.to }, message, (err, result) => (err ? reject(err) : resolve(result!)));
+      });
+      const reply = describeError({ response: info.response });
+      const rejected = new Map((info.rejectedErrors ?? []).map((e: unknown) => [(e as { recipient?: string }).recipient ?? '', e]));
+      return {
+        reusable: !this.closed,
+        recipients: envelope.to.map((address) => {
+          if (info.accepted.includes(address)) return { address, outcome: classifyReply(codeOf(info.response)), reply };
+          const err = rejected.get(address);
+          return { address, outcome: err ? classifyError(err) : 'deferred', reply: err ? describeError(err) : 'not accepted' };
+        }),
+      };
+    } catch (err) {
+      message.destroy();
+      const e = err as { code?: string; responseCode?: number; rejectedErrors?: unknown[] };
+      const recipients = e.code === 'EENVELOPE' && Array.isArray(e.rejectedErrors) && e.rejectedErrors.length === envelope.to.length
+        // every recipient refused at RCPT: nodemailer reports it as one error
+        ? e.rejectedErrors.map((r, i) => ({
+          address: (r as { recipient?: string }).recipient ?? envelope.to[i],
+          outcome: classifyError(r),
+          reply: describeError(r),
+        }))
+        : envelope.to.map((address) => ({ address, outcome: classifyError(err), reply: describeError(err) }));
+      // A refused envelope or message leaves the session fine: RSET and go on. A 421 or a
+      // broken connection ends it.
+      let reusable = false;
+      if ((e.code === 'EENVELOPE' || e.code === 'EMESSAGE') && e.responseCode !== 421 && !this.closed) {
+        reusable = await new Promise<boolean>((resolve) => connection.reset((resetErr) => resolve(!resetErr)));
+      }
+      return { recipients, reusable };
+    }
+  }
+
+  /** Ends the session politely (QUIT), without waiting for the answer. */
+  quit(): void {
+    if (this.closed) return;
+    this.closed = true;
+    try {
+      this.connection.quit();
+    } catch {
+      // already gone
+    }
+    setTimeout(() => this.connection.close(), 1000).unref();
+  }
+
+  /** Drops the connection at once. */
+  close(): void {
+    this.closed = true;
+    this.connection.close();
+  }
+
+  /** @internal */
+  static wrap(destination: Destination, connection: SMTPConnection): SmtpSession {
+    return new SmtpSession(destination, connection);
+  }
 }
 
-async function attempt(
-  destination: Destination,
-  envelope: { from: string; to: string[] },
-  openMessage: () => Readable,
-  options: TransportOptions,
-  plain: boolean
-): Promise<AttemptResult & { tlsFailed?: boolean }> {
+async function connect(destination: Destination, options: TransportOptions, plain: boolean): Promise<OpenResult & { tlsFailed?: boolean }> {
   const connection = new SMTPConnection({
     host: destination.ip,
     port: destination.port,
@@ -54,46 +125,20 @@ async function attempt(
     socketTimeout: 10 * 60 * 1000,
     opportunisticTLS: !plain,
     ignoreTLS: plain,
-    // SNI takes a host name only (RFC 6066): none when the destination was given as an IP
-    tls: { rejectUnauthorized: false, servername: net.isIP(destination.host) ? undefined : destination.host },
+    tls: { rejectUnauthorized: false, servername: destination.host },
   });
-  let tlsFailed = false;
   try {
     await new Promise<void>((resolve, reject) => {
       connection.once('error', reject);
       connection.connect((err?: Error) => (err ? reject(err) : resolve()));
     });
-    const info = await new Promise<SMTPConnection.SentMessageInfo>((resolve, reject) => {
-      connection.send({ from: envelope.from, to: envelope.to }, openMessage(), (err, result) => (err ? reject(err) : resolve(result!)));
-    });
-    const reply = describeError({ response: info.response });
-    const rejected = new Map((info.rejectedErrors ?? []).map((e: unknown) => [(e as { recipient?: string }).recipient ?? '', e]));
-    return {
-      tls: connection.secure,
-      recipients: envelope.to.map((address) => {
-        if (info.accepted.includes(address)) return { address, outcome: classifyReply(codeOf(info.response)), reply };
-        const err = rejected.get(address);
-        return { address, outcome: err ? classifyError(err) : 'deferred', reply: err ? describeError(err) : 'not accepted' };
-      }),
-    };
+    connection.removeAllListeners('error');
+    return { session: SmtpSession.wrap(destination, connection) };
   } catch (err) {
-    const e = err as { code?: string; responseCode?: number; rejected?: string[]; rejectedErrors?: unknown[] };
-    tlsFailed = e.code === 'ETLS' || (!connection.secure && /TLS|SSL|handshake/i.test(describeError(err)) && e.responseCode === undefined);
-    // Every recipient refused at RCPT: nodemailer reports it as one error.
-    if (e.code === 'EENVELOPE' && Array.isArray(e.rejectedErrors) && e.rejectedErrors.length === envelope.to.length) {
-      return {
-        tls: connection.secure,
-        recipients: e.rejectedErrors.map((r, i) => ({
-          address: (r as { recipient?: string }).recipient ?? envelope.to[i],
-          outcome: classifyError(r),
-          reply: describeError(r),
-        })),
-      };
-    }
-    return { tls: connection.secure, tlsFailed, error: { outcome: classifyError(err), reply: describeError(err) } };
-  } finally {
-    connection.quit();
+    const e = err as { code?: string; responseCode?: number };
+    const tlsFailed = e.code === 'ETLS' || (!connection.secure && /TLS|SSL|handshake/i.test(describeError(err)) && e.responseCode === undefined);
     connection.close();
+    return { tlsFailed, error: { outcome: classifyError(err), reply: describeError(err) } };
   }
 }
 

@@ -5,6 +5,13 @@
 //   write tmp/<id>.eml + fsync, write tmp/<id>.json + fsync, rename both into spool/,
 //   fsync spool/. Only then may the client hear 250.
 // On start, a .eml without its .json is a message that was never acknowledged: removed.
+// Delivery state (per recipient, and a short attempt history) is rewritten into <id>.json
+// after every attempt (tmp + fsync + rename), so a restart does not send again to a
+// recipient whose delivery was recorded; a crash between a 250 from the MX and that write
+// sends it again (at least once, never lost). Writes of one message are serialized.
+// One process owns a spool at a time: <dataDir>/spool.lock holds its pid. The queue CLI
+// reads the spool directly and, while a relay holds the lock, asks it to change things
+// through request files in <dataDir>/control/ (control.ts).
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
@@ -20,7 +27,27 @@ export interface RecipientState {
   /** Epoch ms of the next delivery attempt while queued. */
   nextAttemptAt: number;
   lastReply?: string;
+  /** Epoch ms of the last attempt. */
+  lastAttemptAt?: number;
+  /** The host that gave the last reply ("dns; host" in a DSN). */
+  remoteHost?: string;
+  /** A DSN about this recipient's failure has been queued. */
+  notified?: boolean;
+  /** Given up because the retry time ran out (not refused by the destination). */
+  expired?: boolean;
 }
+
+/** One line of a message's delivery history (the last HISTORY_LENGTH are kept). */
+export interface AttemptRecord {
+  at: number;
+  recipients: string[];
+  outcome: 'delivered' | 'deferred' | 'failed' | 'paused' | 'bounced' | 'deleted';
+  reply: string;
+  host?: string;
+  ip?: string;
+}
+
+export const HISTORY_LENGTH = 20;
 
 export interface SpoolEnvelope {
   id: string;
@@ -33,6 +60,12 @@ export interface SpoolEnvelope {
   size: number;
   client: { address: string; user?: string };
   signing?: { domain: string; selectors: string[] };
+  /** Recent attempts, oldest first. */
+  history?: AttemptRecord[];
+  /** A delay warning (DSN, Action: delayed) has been queued. */
+  delayNotified?: boolean;
+  /** This message is a DSN made by the relay (its sender is the null sender). */
+  dsn?: 'failed' | 'delayed';
 }
 
 export class SpoolError extends Error {
@@ -90,10 +123,50 @@ export class MessageWriter {
 export class Spool {
   readonly queueDir: string;
   readonly tmpDir: string;
+  readonly lockFile: string;
+  /** Per message, the end of its chain of envelope writes. */
+  private readonly writes = new Map<string, Promise<void>>();
 
-  constructor(dataDir: string) {
+  constructor(readonly dataDir: string) {
     this.queueDir = path.join(dataDir, 'spool');
     this.tmpDir = path.join(dataDir, 'spool-tmp');
+    this.lockFile = path.join(dataDir, 'spool.lock');
+  }
+
+  /** The pid of the live process holding the spool lock, or null. */
+  static lockHolder(dataDir: string): number | null {
+    let pid: number;
+    try {
+      pid = Number(fs.readFileSync(path.join(dataDir, 'spool.lock'), 'utf8').trim());
+    } catch {
+      return null;
+    }
+    if (!Number.isInteger(pid) || pid <= 0) return null;
+    try {
+      process.kill(pid, 0);
+      return pid;
+    } catch (err) {
+      return (err as NodeJS.ErrnoException).code === 'EPERM' ? pid : null;
+    }
+  }
+
+  /**
+   * Takes the spool lock for this process. A lock left by a dead process (a crash) is taken
+   * over; a live one means another relay uses this spool: refused.
+   */
+  async lock(): Promise<void> {
+    await fsp.mkdir(this.dataDir, { recursive: true, mode: 0o700 });
+    const holder = Spool.lockHolder(this.dataDir);
+    if (holder !== null && holder !== process.pid) {
+      throw new SpoolError(`the spool in ${this.dataDir} is in use by another dkim-relay (pid ${holder}); stop it first or use another dataDir`);
+    }
+    const tmp = `${this.lockFile}.${process.pid}.tmp`;
+    await writeFileSynced(tmp, `${process.pid}\n`);
+    await fsp.rename(tmp, this.lockFile);
+  }
+
+  async unlock(): Promise<void> {
+    if (Spool.lockHolder(this.dataDir) === process.pid) await fsp.rm(this.lockFile, { force: true });
   }
 
   /** Creates the folders, removes what was never acknowledged. Returns the queued envelopes. */
@@ -163,17 +236,82 @@ export class Spool {
     }
   }
 
-  /** Rewrites the envelope (delivery state) atomically. A lost update only repeats a delivery. */
-  async update(envelope: SpoolEnvelope): Promise<void> {
-    const tmp = this.envelopePath(envelope.id) + '.tmp';
-    await writeFileSynced(tmp, JSON.stringify(envelope));
-    await fsp.rename(tmp, this.envelopePath(envelope.id));
+  /**
+   * Rewrites the envelope (delivery state) atomically: tmp + fsync + rename. A lost update
+   * only repeats a delivery. A message already removed is not brought back.
+   */
+  update(envelope: SpoolEnvelope): Promise<void> {
+    const text = JSON.stringify(envelope); // the state as of now, not as of the write
+    return this.serialize(envelope.id, async () => {
+      if (!fs.existsSync(this.messagePath(envelope.id))) return;
+      const tmp = this.envelopePath(envelope.id) + '.tmp';
+      await writeFileSynced(tmp, text);
+      await fsp.rename(tmp, this.envelopePath(envelope.id));
+    });
   }
 
   /** Removes a message whose recipients are all final. The envelope goes first. */
-  async remove(id: string): Promise<void> {
-    await fsp.rm(this.envelopePath(id), { force: true });
-    await fsp.rm(this.messagePath(id), { force: true });
+  remove(id: string): Promise<void> {
+    return this.serialize(id, async () => {
+      await fsp.rm(this.envelopePath(id), { force: true });
+      await fsp.rm(this.messagePath(id), { force: true });
+    });
+  }
+
+  /** Resolves once every envelope write started so far is done. */
+  async idle(): Promise<void> {
+    await Promise.allSettled([...this.writes.values()]);
+  }
+
+  private serialize(id: string, write: () => Promise<void>): Promise<void> {
+    const previous = this.writes.get(id) ?? Promise.resolve();
+    const next = previous.catch(() => undefined).then(write);
+    const tail = next.catch(() => undefined);
+    this.writes.set(id, tail);
+    void tail.then(() => {
+      if (this.writes.get(id) === tail) this.writes.delete(id);
+    });
+    return next;
+  }
+
+  /** Every queued envelope, read from disk (for the queue CLI; safe while a relay runs). */
+  async list(): Promise<SpoolEnvelope[]> {
+    let names: string[];
+    try {
+      names = await fsp.readdir(this.queueDir);
+    } catch {
+      return [];
+    }
+    const envelopes: SpoolEnvelope[] = [];
+    for (const name of names) {
+      if (!name.endsWith('.json')) continue;
+      const envelope = await this.read(name.slice(0, -5));
+      if (envelope) envelopes.push(envelope);
+    }
+    return envelopes.sort((a, b) => a.receivedAt.localeCompare(b.receivedAt) || a.id.localeCompare(b.id));
+  }
+
+  /** The stored header section of a message (without the DKIM-Signature fields), at most `limit` bytes. */
+  async readHeaders(id: string, limit = 256 * 1024): Promise<Buffer> {
+    const handle = await fsp.open(this.messagePath(id), 'r');
+    try {
+      const chunks: Buffer[] = [];
+      let total = 0;
+      for (;;) {
+        const buffer = Buffer.alloc(16 * 1024);
+        const { bytesRead } = await handle.read(buffer, 0, buffer.length, total);
+        if (!bytesRead) break;
+        chunks.push(buffer.subarray(0, bytesRead));
+        total += bytesRead;
+        const all = Buffer.concat(chunks);
+        const end = all.indexOf('\r\n\r\n');
+        if (end !== -1) return all.subarray(0, end + 2);
+        if (total >= limit) return all.subarray(0, limit);
+      }
+      return Buffer.concat(chunks);
+    } finally {
+      await handle.close();
+    }
   }
 
   /** The signed message as sent: the DKIM-Signature fields, then the stored bytes. */

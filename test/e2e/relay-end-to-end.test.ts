@@ -166,7 +166,7 @@ test('a restart with messages in the spool delivers them', async () => {
   h.dns.set('mx.later.test', 'A', ['127.0.0.6']);
   const { response } = await submit(h, { to: ['a@later.test'], raw: rawMessage(`app@${DOMAIN}`, 'a@later.test') });
   const id = response.split(' ').pop();
-  await h.restart({ RELAY_RETRY_DELAY: '1s' });
+  await h.restart({ RELAY_RETRY_SCHEDULE: '1s' });
   expect(logLines(h).some((l) => l.msg === 'picked up queued messages from the spool')).toBe(true);
   const late = await startSink({ host: '127.0.0.6', port: sink.port });
   try {

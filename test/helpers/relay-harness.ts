@@ -48,7 +48,7 @@ export async function startHarness(env: Record<string, string> = {}): Promise<Ha
     RELAY_HELO_NAME: HELO,
     RELAY_DNS_SERVERS: dns.address,
     RELAY_DNS_TIMEOUT: '2',
-    RELAY_RETRY_DELAY: '1s',
+    RELAY_RETRY_SCHEDULE: '1s',
     RELAY_CONNECT_TIMEOUT: '3',
     ...env,
   };

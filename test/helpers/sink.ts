@@ -17,6 +17,8 @@ export interface SinkMessage {
   /** the accepted recipients only */
   rcptTo: string[];
   data: Buffer;
+  /** smtp-server's id of the connection (session) the message came over */
+  sessionId: string;
 }
 
 export interface SinkReply {
@@ -60,6 +62,8 @@ export interface Sink {
   /** accepted messages, in order of arrival */
   messages: SinkMessage[];
   connections: { remoteAddress: string }[];
+  /** connections open right now, and the most that were ever open at once */
+  openConnections(): { now: number; max: number };
   /** every rejection the sink gave on behalf of onRcpt/onData */
   rejections: SinkRejection[];
   /** resolves with all messages once at least n were accepted; default timeout 10 s */
@@ -149,6 +153,8 @@ export async function startSink(opts: SinkOptions = {}): Promise<Sink> {
   const rcptAttempts = new Map<string, number>();
   const dataAttempts = new Map<string, number>();
   const waiters = new Set<() => void>();
+  let open = 0;
+  let maxOpen = 0;
 
   const server = new SMTPServer({
     ...(useTls ? await testCertificate() : {}),
@@ -161,7 +167,12 @@ export async function startSink(opts: SinkOptions = {}): Promise<Sink> {
     closeTimeout: 500, // close() should not wait 30 s for a relay that keeps its connection
     onConnect(session, callback) {
       connections.push({ remoteAddress: session.remoteAddress });
+      open++;
+      maxOpen = Math.max(maxOpen, open);
       callback();
+    },
+    onClose() {
+      open--;
     },
     onRcptTo(address, _session, callback) {
       const key = address.address.toLowerCase();
@@ -186,6 +197,7 @@ export async function startSink(opts: SinkOptions = {}): Promise<Sink> {
             mailFrom: env.mailFrom ? env.mailFrom.address : '',
             rcptTo: env.rcptTo.map((r) => r.address),
             data,
+            sessionId: session.id,
           };
           const key = messageId(data);
           const attempt = (dataAttempts.get(key) ?? 0) + 1;
@@ -219,6 +231,7 @@ export async function startSink(opts: SinkOptions = {}): Promise<Sink> {
     port,
     messages,
     connections,
+    openConnections: () => ({ now: open, max: maxOpen }),
     rejections,
     waitForMessages(n, timeoutMs = 10_000) {
       return new Promise((resolve, reject) => {

@@ -30,10 +30,11 @@ test('environment wins over the file, the file over defaults', () => {
 });
 
 test('lists, sizes and durations from the environment', () => {
-  const c = loadConfig({ env: { RELAY_TRUSTED_NETWORKS: '10.0.0.0/8, 2001:db8::/32', RELAY_MAX_SIZE: '10MB', RELAY_RETRY_DELAY: '2m', RELAY_DNS_SERVERS: '127.0.0.1:5353,[::1]:53' } });
+  const c = loadConfig({ env: { RELAY_TRUSTED_NETWORKS: '10.0.0.0/8, 2001:db8::/32', RELAY_MAX_SIZE: '10MB', RELAY_RETRY_SCHEDULE: '2m, 1h', RELAY_RETRY_EXPIRE: '2d', RELAY_DNS_SERVERS: '127.0.0.1:5353,[::1]:53' } });
   expect(c.trustedNetworks).toEqual(['10.0.0.0/8', '2001:db8::/32']);
   expect(c.submission.maxSize).toBe(10 * 1024 * 1024);
-  expect(c.delivery.retryDelay).toBe(120);
+  expect(c.delivery.retrySchedule).toBe('2m, 1h');
+  expect(c.delivery.retryExpire).toBe(2 * 86400);
   expect(c.dns.servers).toEqual(['127.0.0.1:5353', '[::1]:53']);
 });
 
