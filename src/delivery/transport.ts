@@ -4,6 +4,7 @@
 // failed handshake is retried once in clear, which nodemailer does not do by itself.
 // A session carries several messages one after another (RSET after a refused one), which is
 // what the big providers want instead of a connection per message.
+import net from 'node:net';
 import { Readable } from 'node:stream';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import { classifyError, classifyReply, describeError, Outcome } from './classify';
@@ -125,7 +126,8 @@ async function connect(destination: Destination, options: TransportOptions, plai
     socketTimeout: 10 * 60 * 1000,
     opportunisticTLS: !plain,
     ignoreTLS: plain,
-    tls: { rejectUnauthorized: false, servername: destination.host },
+    // SNI takes a host name only (RFC 6066): none when the destination was given as an IP
+    tls: { rejectUnauthorized: false, servername: net.isIP(destination.host) ? undefined : destination.host },
   });
   try {
     await new Promise<void>((resolve, reject) => {
