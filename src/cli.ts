@@ -4,6 +4,7 @@
 import { parseArgs } from 'node:util';
 import { CliContext, CliError, Command, UsageError } from './cli-context';
 import { keygenCommand } from './cli/keygen-command';
+import { queueCommand } from './cli/queue-command';
 import { serveCommand } from './cli/serve-command';
 import { usersCommand } from './cli/users-command';
 import { ConfigError, loadConfig } from './config/load';
@@ -12,6 +13,7 @@ const COMMANDS: Record<string, { run: Command; summary: string }> = {
   serve: { run: serveCommand, summary: 'run the relay (submission, signing, spool, delivery)' },
   keygen: { run: keygenCommand, summary: 'make a DKIM key for a domain and print its DNS record' },
   users: { run: usersCommand, summary: 'add, list or remove users allowed to AUTH' },
+  queue: { run: queueCommand, summary: 'list, show, retry or delete queued messages (works while the relay runs)' },
 };
 
 export const USAGE = [
