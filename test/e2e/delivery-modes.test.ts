@@ -23,7 +23,7 @@ beforeAll(async () => {
       return undefined;
     },
   });
-  h = await startHarness({ RELAY_MX_PORT: String(sink.port), RELAY_RETRY_DELAY: '1s' });
+  h = await startHarness({ RELAY_MX_PORT: String(sink.port), RELAY_RETRY_SCHEDULE: '1s' });
   h.dns.set('dest.test', 'MX', [{ exchange: 'mx.dest.test', priority: 10 }]);
   h.dns.set('mx.dest.test', 'A', ['127.0.0.3']);
 });
