@@ -4,6 +4,7 @@
 import { parseArgs } from 'node:util';
 import { CliContext, CliError, Command, UsageError } from './cli-context';
 import { keygenCommand } from './cli/keygen-command';
+import { keysCommand } from './cli/keys-command';
 import { queueCommand } from './cli/queue-command';
 import { serveCommand } from './cli/serve-command';
 import { usersCommand } from './cli/users-command';
@@ -12,6 +13,7 @@ import { ConfigError, loadConfig } from './config/load';
 const COMMANDS: Record<string, { run: Command; summary: string }> = {
   serve: { run: serveCommand, summary: 'run the relay (submission, signing, spool, delivery)' },
   keygen: { run: keygenCommand, summary: 'make a DKIM key for a domain and print its DNS record' },
+  keys: { run: keysCommand, summary: 'list DKIM keys, activate one once its record is in DNS, retire one' },
   users: { run: usersCommand, summary: 'add, list or remove users allowed to AUTH' },
   queue: { run: queueCommand, summary: 'list, show, retry or delete queued messages (works while the relay runs)' },
 };
@@ -63,5 +65,5 @@ export async function main(argv: string[], io: Partial<Pick<CliContext, 'stdout'
 
 /** Errors of the modules that are written for the user to read (named *Error by them). */
 function isUserFacing(err: unknown): boolean {
-  return err instanceof Error && ['UsersError', 'KeygenError', 'TlsCertificateError', 'SpoolError'].includes(err.constructor.name);
+  return err instanceof Error && ['UsersError', 'KeygenError', 'KeyLifecycleError', 'TlsCertificateError', 'SpoolError'].includes(err.constructor.name);
 }

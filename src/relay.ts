@@ -5,6 +5,7 @@ import { acceptMessage } from './accept-message';
 import { parseDestinationLimits, RelayConfig } from './config/schema';
 import { QueueRunner } from './delivery/queue-runner';
 import { RetrySchedule } from './delivery/retry-schedule';
+import { activatePublishedKeys } from './dkim/key-lifecycle';
 import { KeyStore } from './dkim/key-store';
 import { createResolver } from './dns/resolver';
 import { heloName } from './identity/helo-name';
@@ -37,6 +38,7 @@ export async function startRelay(config: RelayConfig, options: { log?: Logger } 
   const keys = new KeyStore(config.keysDir, log);
   const resolver = createResolver({ servers: config.dns.servers, timeoutSeconds: config.dns.timeout });
   const localAddress = config.delivery.localAddress;
+  const keyCheck = startKeyActivation(config, resolver, log);
 
   const queue = new QueueRunner({
     spool,
@@ -116,11 +118,43 @@ export async function startRelay(config: RelayConfig, options: { log?: Logger } 
     ports: submission.ports,
     queue,
     async close(timeoutMs = 10_000) {
+      await keyCheck.stop();
       await submission.close();
       await queue.stop(timeoutMs);
       await spool.unlock();
       log.info({ queued: queue.size }, 'stopped');
       log.flush?.();
+    },
+  };
+}
+
+/**
+ * Pending DKIM keys become active once their record is in DNS: checked at start (without
+ * holding the start up) and every keys.checkInterval (0: at start only).
+ */
+function startKeyActivation(config: RelayConfig, resolver: ReturnType<typeof createResolver>, log: Logger): { stop(): Promise<void> } {
+  let running: Promise<void> | null = null;
+  const check = () => {
+    running ??= activatePublishedKeys(config.keysDir, resolver).then((outcomes) => {
+      for (const o of outcomes) {
+        const fields = { domain: o.domain, selector: o.selector, dns: o.check?.status };
+        if (o.activated) log.info(fields, `DKIM key ${o.selector} of ${o.domain} is now active: its record is in DNS; it signs from now on`);
+        else if (o.check?.status === 'missing') log.debug(fields, `DKIM key ${o.selector} of ${o.domain} stays pending: ${o.reason}`);
+        else log.warn(fields, `DKIM key ${o.selector} of ${o.domain} stays pending: ${o.reason}`);
+      }
+    }, (err: Error) => {
+      log.error({ err: err.message }, 'checking the DNS records of pending DKIM keys failed');
+    }).finally(() => {
+      running = null;
+    });
+  };
+  check();
+  const timer = config.keys.checkInterval > 0 ? setInterval(check, config.keys.checkInterval * 1000) : null;
+  timer?.unref();
+  return {
+    async stop() {
+      if (timer) clearInterval(timer);
+      await running;
     },
   };
 }

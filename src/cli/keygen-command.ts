@@ -70,13 +70,15 @@ export const keygenCommand: Command = async (args, ctx) => {
     format === 'zone'
       ? '  (a BIND zone-file line; for a DNS provider\'s web form use --format value, or paste the parts between the quotes joined together)'
       : '  (the bare TXT value; a value longer than 255 characters is split into several strings by most DNS providers, or use --format zone)',
-    '  The relay signs mail of this domain with the newest key of each algorithm in its folder, from now on:',
-    '  publish the record right away (mail signed before it is visible in DNS fails DKIM), then check it with dkim-relay doctor.',
+    `  The key is PENDING: it does not sign until its record is published and seen in DNS.`,
+    `  Once the record is visible, run: dkim-relay keys activate ${key.domain} ${key.selector}`,
+    '  or let the running relay find it (it checks pending keys at start and every keys.checkInterval, RELAY_KEYS_CHECK_INTERVAL).',
+    `  dkim-relay keys list shows the state of every key and whether its record matches.`,
   ];
   if (key.algorithm === 'ed25519') {
     lines.push(
       '  Ed25519 signs in addition to RSA, never instead: Gmail, Outlook and Yahoo do not verify Ed25519.',
-      `  Make sure ${key.domain} has an RSA key too: dkim-relay keygen --domain ${key.domain}`,
+      `  It signs only while ${key.domain} also has an active RSA key (make one with: dkim-relay keygen --domain ${key.domain}).`,
     );
   }
   ctx.stderr.write(`${lines.join('\n')}\n`);

@@ -210,6 +210,12 @@ export const schema = {
   },
   usersFile: { doc: 'Users allowed to AUTH, with their sender domains (managed by `dkim-relay users`).', format: String, default: './config/users.json', env: 'RELAY_USERS_FILE' },
   keysDir: { doc: 'The DKIM key store: one folder per signing domain.', format: String, default: './keys', env: 'RELAY_KEYS_DIR' },
+  keys: {
+    checkInterval: {
+      doc: 'How often the running relay looks up the DNS records of pending DKIM keys, to activate those whose record is published (also done at start).',
+      format: 'seconds', default: 300, env: 'RELAY_KEYS_CHECK_INTERVAL',
+    },
+  },
   dataDir: { doc: 'Spool and generated TLS certificate.', format: String, default: './data', env: 'RELAY_DATA_DIR' },
   signing: {
     unsignedPolicy: {
@@ -274,6 +280,7 @@ export type RelayConfig = {
   plainAuthNetworks: string[];
   usersFile: string;
   keysDir: string;
+  keys: { checkInterval: number };
   dataDir: string;
   signing: { unsignedPolicy: 'refuse' | 'relay' };
   delivery: {

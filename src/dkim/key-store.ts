@@ -1,13 +1,12 @@
 // The key store as the signer sees it: for a signing domain, the keys to sign with.
-// Layout (keys/README.md): <keysDir>/<domain>/<selector>.key, PKCS#8 PEM, mode 0600.
-// This is the minimal loader: the newest key file of each algorithm in the domain's folder
-// signs. Key states (pending, active, retired) come with the key lifecycle; they belong
-// behind `signingKeys`, which is the seam the rest of the relay uses.
-import crypto from 'node:crypto';
-import fs from 'node:fs';
-import path from 'node:path';
+// Layout (keys/README.md): <keysDir>/<domain>/<selector>.key, PKCS#8 PEM, mode 0600, with its
+// state in <selector>.json (pending, active, retired; key-metadata.ts). Of the usable active
+// keys the newest of each algorithm signs (stored-keys.ts chooseSigningKeys). The folder is
+// read again at most every RESCAN_MS, so keys made, activated or retired by `dkim-relay keys`
+// in another process sign (or stop) within seconds, without a restart.
 import { Logger } from '../log';
 import { SigningKey } from './signer';
+import { chooseSigningKeys, StoredKey, storedKeys } from './stored-keys';
 
 const RESCAN_MS = 2000;
 
@@ -15,6 +14,8 @@ interface CacheEntry { scannedAt: number; keys: SigningKey[] }
 
 export class KeyStore {
   private readonly cache = new Map<string, CacheEntry>();
+  /** Problems already logged, by key file: each is logged once until it changes. */
+  private readonly reported = new Map<string, string>();
   constructor(private readonly keysDir: string, private readonly log?: Logger) {}
 
   /** Keys that sign mail of `domain` (lower case): at most one RSA and one Ed25519. */
@@ -29,44 +30,29 @@ export class KeyStore {
   private scan(domain: string): SigningKey[] {
     // The domain comes from a From header: never let it walk out of the key store.
     if (!/^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$/.test(domain)) return [];
-    const dir = path.join(this.keysDir, domain);
-    let names: string[];
-    try {
-      names = fs.readdirSync(dir).filter((n) => n.endsWith('.key'));
-    } catch {
-      return [];
-    }
-    const newest = new Map<string, { key: SigningKey; mtime: number }>();
-    for (const name of names) {
-      const file = path.join(dir, name);
-      const key = this.load(domain, name.slice(0, -'.key'.length), file);
-      if (!key) continue;
-      const mtime = fs.statSync(file).mtimeMs;
-      const current = newest.get(key.key.algorithm);
-      if (!current || mtime > current.mtime) newest.set(key.key.algorithm, { key: key.key, mtime });
-    }
-    // RSA first: every verifier understands it; Ed25519 is an addition (DESIGN rule 7).
-    return ['rsa', 'ed25519'].map((a) => newest.get(a)?.key).filter((k): k is SigningKey => !!k);
+    const stored = storedKeys(this.keysDir, domain);
+    for (const key of stored) this.report(key);
+    const chosen = chooseSigningKeys(stored);
+    const edOnly = !chosen.length && stored.some((k) => k.state === 'active' && k.privateKey && k.algorithm === 'ed25519');
+    this.reportOnce(`${domain}/ed25519-only`, edOnly ? 'ed25519-only' : '', () => this.log?.error({ domain },
+      `${domain} has an active Ed25519 key but no active RSA key, so its mail is not signed: Gmail, Outlook and Yahoo do not verify Ed25519. ` +
+      `Make and activate an RSA key: dkim-relay keygen --domain ${domain}`));
+    return chosen.map((k) => ({ domain, selector: k.selector, algorithm: k.algorithm!, privateKey: k.privateKey! }));
   }
 
-  private load(domain: string, selector: string, file: string): { key: SigningKey } | null {
-    try {
-      const mode = fs.statSync(file).mode & 0o777;
-      if (mode & 0o077) {
-        this.log?.error({ file, mode: mode.toString(8) }, `DKIM key ${file} is readable by others and is not used: run \`chmod 600 ${file}\``);
-        return null;
-      }
-      const privateKey = crypto.createPrivateKey(fs.readFileSync(file));
-      const type = privateKey.asymmetricKeyType;
-      if (type !== 'rsa' && type !== 'ed25519') {
-        this.log?.error({ file }, `DKIM key ${file} is a ${type} key; only RSA and Ed25519 keys sign`);
-        return null;
-      }
-      return { key: { domain, selector, algorithm: type, privateKey } };
-    } catch (err) {
-      // Never log the key material or the parser's message that may quote it.
-      this.log?.error({ file, code: (err as NodeJS.ErrnoException).code }, `DKIM key ${file} cannot be read or is not a PEM private key`);
-      return null;
+  /** Logs a key that cannot sign (only pending-or-active ones matter: retired keys never sign). */
+  private report(key: StoredKey): void {
+    const problem = key.problem && key.state !== 'retired' ? key.problem : '';
+    this.reportOnce(key.path, problem, () => this.log?.error({ file: key.path, domain: key.domain, selector: key.selector }, problem));
+  }
+
+  private reportOnce(id: string, problem: string, log: () => void): void {
+    if ((this.reported.get(id) ?? '') === problem) return;
+    if (problem) {
+      this.reported.set(id, problem);
+      log();
+    } else {
+      this.reported.delete(id);
     }
   }
 }

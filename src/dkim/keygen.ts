@@ -1,12 +1,16 @@
 // Making a DKIM key: a new private key written into the key store, and the TXT record that
 // publishes its public half. Layout (keys/README.md): <keysDir>/<domain>/<selector>.key,
-// PKCS#8 PEM, file mode 0600, domain folder 0700. An existing key file is never replaced:
-// its record may be published and mail signed with it may still be in transit.
+// PKCS#8 PEM, file mode 0600, domain folder 0700, with <selector>.json saying the key is
+// *pending*: it signs only once its record is seen in DNS (key-lifecycle.ts). An existing key
+// file is never replaced: its record may be published and mail signed with it may still be
+// in transit.
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { dkimRecordValue, domainNameProblem, normalizeDomainName, recordName } from './dns-record';
+import { KeyMetadata, metadataPath } from './key-metadata';
+import { storedKeys } from './stored-keys';
 
 const generateKeyPair = promisify(crypto.generateKeyPair);
 
@@ -35,6 +39,8 @@ export interface GeneratedKey {
   bits: number;
   /** The key file. */
   path: string;
+  /** The key's state file (<selector>.json); a new key is pending. */
+  metadataPath: string;
   /** Where to publish the TXT record, without the trailing dot: <selector>._domainkey.<domain>. */
   recordName: string;
   /** The TXT value: v=DKIM1; k=...; p=... */
@@ -94,6 +100,13 @@ export async function generateKey(keysDir: string, options: KeygenOptions, now =
     if (problem) throw new KeygenError(problem);
   }
 
+  // DESIGN rule 7: Ed25519 signs next to RSA, never instead.
+  if (algorithm === 'ed25519' && !storedKeys(keysDir, domain).some((k) => k.algorithm === 'rsa' && (k.state === 'pending' || k.state === 'active'))) {
+    throw new KeygenError(
+      `${domain} has no RSA key, and an Ed25519 key never signs alone: Gmail, Outlook and Yahoo do not verify Ed25519 signatures, ` +
+      `so an RSA key must always sign too. Make the RSA key first: dkim-relay keygen --domain ${domain}`);
+  }
+
   const { privateKey, publicKey } = algorithm === 'rsa'
     ? await generateKeyPair('rsa', { modulusLength: bits })
     : await generateKeyPair('ed25519');
@@ -104,20 +117,34 @@ export async function generateKey(keysDir: string, options: KeygenOptions, now =
   fs.mkdirSync(domainDir, { recursive: true, mode: 0o700 });
   fs.chmodSync(domainDir, 0o700);
 
-  let file: string;
+  // The pending state file goes in first: a key file without one counts as a key from before
+  // key states, which signs; a new key must never sign before its record is published.
+  const meta: KeyMetadata = { algorithm, bits, state: 'pending', created: now.toISOString(), activated: null, retired: null };
+  const metaText = `${JSON.stringify(meta, null, 2)}\n`;
+  const claim = (name: string): string | null => {
+    const keyFile = path.join(domainDir, `${name}.key`);
+    if (fs.existsSync(keyFile) || !writeNewFile(metadataPath(keyFile), metaText)) return null;
+    if (!writeNewFile(keyFile, pem)) {
+      fs.rmSync(metadataPath(keyFile), { force: true });
+      return null;
+    }
+    return keyFile;
+  };
+
+  let file: string | null;
   if (selector !== undefined) {
-    file = path.join(domainDir, `${selector}.key`);
-    if (!writeNewFile(file, pem)) {
+    file = claim(selector);
+    if (!file) {
       throw new KeygenError(
-        `the key file ${file} already exists and is never overwritten: choose another --selector, or leave it out for a new dated one`,
+        `the key file ${path.join(domainDir, `${selector}.key`)} (or its state file ${selector}.json) already exists and is never overwritten: choose another --selector, or leave it out for a new dated one`,
       );
     }
   } else {
     const base = defaultSelectorBase(algorithm, now);
     for (let n = 1; ; n++) {
       selector = n === 1 ? base : `${base}-${n}`;
-      file = path.join(domainDir, `${selector}.key`);
-      if (writeNewFile(file, pem)) break;
+      file = claim(selector);
+      if (file) break;
     }
   }
 
@@ -127,6 +154,7 @@ export async function generateKey(keysDir: string, options: KeygenOptions, now =
     algorithm,
     bits,
     path: file,
+    metadataPath: metadataPath(file),
     recordName: recordName(selector, domain),
     recordValue: dkimRecordValue(publicKey),
   };
@@ -135,7 +163,9 @@ export async function generateKey(keysDir: string, options: KeygenOptions, now =
 function checkRsaBits(bits: number): void {
   if (!Number.isInteger(bits)) throw new KeygenError(`"${bits}" is not a key size: use 2048, 3072 or 4096`);
   if (bits < 2048) {
-    throw new KeygenError(`${bits}-bit keys are below what Gmail/Outlook/Yahoo expect; use 2048`);
+    throw new KeygenError(
+      `${bits}-bit keys are below what Gmail/Outlook/Yahoo expect (RFC 8301 sets 1024 bits as the minimum, providers want 2048): ` +
+      'use --bits 2048 (the default), 3072 or 4096');
   }
   if (bits > 4096) {
     throw new KeygenError(`${bits}-bit keys are larger than verifiers accept (RFC 8301 asks for up to 4096); use 2048, 3072 or 4096`);

@@ -8,7 +8,9 @@ import nodemailer from 'nodemailer';
 import pino from 'pino';
 import { loadConfig } from '../../src/config/load';
 import { RelayConfig } from '../../src/config/schema';
+import { activateKey } from '../../src/dkim/key-lifecycle';
 import { generateKey } from '../../src/dkim/keygen';
+import { createResolver } from '../../src/dns/resolver';
 import { startRelay, Relay } from '../../src/relay';
 import { startDnsServer, TestDnsServer } from './dns-server';
 
@@ -37,6 +39,8 @@ export async function startHarness(env: Record<string, string> = {}): Promise<Ha
   const key = await generateKey(keysDir, { domain: DOMAIN, selector: 's1', algorithm: 'rsa', bits: 2048 });
   const records: Record<string, string> = { [key.recordName]: key.recordValue };
   dns.set(key.recordName, 'TXT', [key.recordValue]);
+  // A new key is pending until its record is seen in DNS: activate it as `keys activate` would.
+  await activateKey(keysDir, DOMAIN, key.selector, createResolver({ servers: [dns.address], timeoutSeconds: 2 }));
 
   const baseEnv: Record<string, string> = {
     RELAY_SUBMISSION_HOST: '127.0.0.1',

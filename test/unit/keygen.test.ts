@@ -26,6 +26,7 @@ test('an RSA key: PKCS#8 PEM file 0600 in a 0700 domain folder, and its record',
     algorithm: 'rsa',
     bits: 2048,
     path: path.join(keysDir, 'example.org', 's1.key'),
+    metadataPath: path.join(keysDir, 'example.org', 's1.json'),
     recordName: 's1._domainkey.example.org',
     recordValue: expect.stringMatching(/^v=DKIM1; k=rsa; p=/),
   });
@@ -33,7 +34,11 @@ test('an RSA key: PKCS#8 PEM file 0600 in a 0700 domain folder, and its record',
   expect(pem.startsWith('-----BEGIN PRIVATE KEY-----\n')).toBe(true);
   expect(mode(key.path)).toBe('600');
   expect(mode(path.dirname(key.path))).toBe('700');
-  expect(fs.readdirSync(path.dirname(key.path))).toEqual(['s1.key']); // no temporary file left
+  expect(fs.readdirSync(path.dirname(key.path)).sort()).toEqual(['s1.json', 's1.key']); // no temporary file left
+  // a new key is pending: it does not sign before its record is published
+  expect(JSON.parse(fs.readFileSync(key.metadataPath, 'utf8'))).toEqual({
+    algorithm: 'rsa', bits: 2048, state: 'pending', created: expect.any(String), activated: null, retired: null,
+  });
 
   const privateKey = crypto.createPrivateKey(pem);
   expect(privateKey.asymmetricKeyDetails?.modulusLength).toBe(2048);
@@ -54,6 +59,7 @@ test('an RSA-4096 record is split into several strings of at most 255 characters
 });
 
 test('an Ed25519 key publishes the raw 32-byte public key', async () => {
+  await generateKey(keysDir, { domain: 'example.org', selector: 'rsa1' });
   const key = await generateKey(keysDir, { domain: 'example.org', algorithm: 'ed25519' });
   expect(key.algorithm).toBe('ed25519');
   expect(key.bits).toBe(256);
@@ -69,9 +75,10 @@ test('an existing key file is never overwritten', async () => {
   const first = await generateKey(keysDir, { domain: 'example.org', selector: 's1' });
   const before = fs.readFileSync(first.path, 'utf8');
   await expect(generateKey(keysDir, { domain: 'example.org', selector: 's1', algorithm: 'ed25519' }))
-    .rejects.toThrow(/s1\.key already exists and is never overwritten: choose another --selector/);
+    .rejects.toThrow(/s1\.key \(or its state file s1\.json\) already exists and is never overwritten: choose another --selector/);
   expect(fs.readFileSync(first.path, 'utf8')).toBe(before);
-  expect(fs.readdirSync(path.dirname(first.path))).toEqual(['s1.key']);
+  expect(fs.readdirSync(path.dirname(first.path)).sort()).toEqual(['s1.json', 's1.key']);
+  expect(JSON.parse(fs.readFileSync(first.metadataPath, 'utf8')).algorithm).toBe('rsa');
 });
 
 test('default selectors are dated and never collide, for RSA and Ed25519 on one day', async () => {
@@ -82,12 +89,12 @@ test('default selectors are dated and never collide, for RSA and Ed25519 on one 
     made.push((await generateKey(keysDir, { domain: 'example.org', algorithm }, day)).selector);
   }
   expect(made).toEqual(['20250307-rsa', '20250307-ed', '20250307-rsa-2', '20250307-ed-2', '20250307-rsa-3']);
-  expect(fs.readdirSync(path.join(keysDir, 'example.org')).sort()).toEqual(made.map((s) => `${s}.key`).sort());
+  expect(fs.readdirSync(path.join(keysDir, 'example.org')).filter((n) => n.endsWith('.key')).sort()).toEqual(made.map((s) => `${s}.key`).sort());
 });
 
 test('weak, oversized and odd RSA sizes are refused', async () => {
   await expect(generateKey(keysDir, { domain: 'example.org', bits: 1024 }))
-    .rejects.toThrow(new KeygenError('1024-bit keys are below what Gmail/Outlook/Yahoo expect; use 2048'));
+    .rejects.toThrow(new KeygenError('1024-bit keys are below what Gmail/Outlook/Yahoo expect (RFC 8301 sets 1024 bits as the minimum, providers want 2048): use --bits 2048 (the default), 3072 or 4096'));
   await expect(generateKey(keysDir, { domain: 'example.org', bits: 8192 })).rejects.toThrow(/larger than verifiers accept/);
   await expect(generateKey(keysDir, { domain: 'example.org', bits: 2500 })).rejects.toThrow(/use 2048, 3072 or 4096/);
   expect(fs.existsSync(keysDir)).toBe(false);
@@ -131,6 +138,7 @@ describe('dkim-relay keygen', () => {
   });
 
   test('--format value prints the bare value; Ed25519 reminds that RSA is needed too', async () => {
+    await keygenCommand(['--domain', 'example.org'], context().ctx);
     const { ctx, out } = context();
     expect(await keygenCommand(['--domain', 'example.org', '--algorithm', 'ed25519', '--format', 'value'], ctx)).toBe(0);
     expect(out.stdout).toMatch(/^v=DKIM1; k=ed25519; p=[A-Za-z0-9+/]{43}=\n$/);
@@ -147,7 +155,7 @@ describe('dkim-relay keygen', () => {
     await expect(keygenCommand(['--domain', 'example.org', '--frob'], context().ctx)).rejects.toThrow(UsageError);
     await expect(keygenCommand(['example.org'], context().ctx)).rejects.toThrow(UsageError);
     await expect(keygenCommand(['--domain', 'example.org', '--bits', '1024'], context().ctx))
-      .rejects.toThrow(new CliError('1024-bit keys are below what Gmail/Outlook/Yahoo expect; use 2048'));
+      .rejects.toThrow(new CliError('1024-bit keys are below what Gmail/Outlook/Yahoo expect (RFC 8301 sets 1024 bits as the minimum, providers want 2048): use --bits 2048 (the default), 3072 or 4096'));
     await keygenCommand(['--domain', 'example.org', '--selector', 's1'], context().ctx);
     await expect(keygenCommand(['--domain', 'example.org', '--selector', 's1'], context().ctx)).rejects.toThrow(CliError);
   });
