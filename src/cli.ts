@@ -65,5 +65,5 @@ export async function main(argv: string[], io: Partial<Pick<CliContext, 'stdout'
 
 /** Errors of the modules that are written for the user to read (named *Error by them). */
 function isUserFacing(err: unknown): boolean {
-  return err instanceof Error && ['UsersError', 'KeygenError', 'KeyLifecycleError', 'TlsCertificateError', 'SpoolError'].includes(err.constructor.name);
+  return err instanceof Error && ['UsersError', 'KeygenError', 'KeyLifecycleError', 'TlsCertificateError', 'SpoolError', 'IdentityError'].includes(err.constructor.name);
 }

@@ -8,7 +8,7 @@ import { RetrySchedule } from './delivery/retry-schedule';
 import { activatePublishedKeys } from './dkim/key-lifecycle';
 import { KeyStore } from './dkim/key-store';
 import { createResolver } from './dns/resolver';
-import { heloName } from './identity/helo-name';
+import { establishIdentity } from './identity/check-at-start';
 import { createLogger, Logger } from './log';
 import { NetworkList } from './policy/client-access';
 import { Spool } from './spool/spool';
@@ -26,7 +26,9 @@ export interface Relay {
 
 export async function startRelay(config: RelayConfig, options: { log?: Logger } = {}): Promise<Relay> {
   const log = options.log ?? createLogger(config.log.level);
-  const hostname = heloName(config);
+  const resolver = createResolver({ servers: config.dns.servers, timeoutSeconds: config.dns.timeout });
+  // Before anything is opened: a fatal identity problem (identity/check-at-start.ts) stops here.
+  const hostname = (await establishIdentity(config, resolver, log)).heloName;
   const spool = new Spool(config.dataDir);
   await spool.lock();
   const queued = await spool.open();
@@ -36,7 +38,6 @@ export async function startRelay(config: RelayConfig, options: { log?: Logger } 
     onReloadError: (err) => log.error({ err: err.message }, 'users file changed but cannot be read; the previous users stay in force'),
   });
   const keys = new KeyStore(config.keysDir, log);
-  const resolver = createResolver({ servers: config.dns.servers, timeoutSeconds: config.dns.timeout });
   const localAddress = config.delivery.localAddress;
   const keyCheck = startKeyActivation(config, resolver, log);
 
@@ -63,7 +64,6 @@ export async function startRelay(config: RelayConfig, options: { log?: Logger } 
   });
   queue.start(queued);
   if (queued.length) log.info({ messages: queued.length }, 'picked up queued messages from the spool');
-  if (!localAddress) log.warn('delivery.localAddress (RELAY_LOCAL_ADDRESS) is not set: the OS chooses the source IP, so HELO and PTR cannot be guaranteed to match');
 
   const submission = await startSubmission({
     host: config.submission.host,

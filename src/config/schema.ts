@@ -54,6 +54,17 @@ function listOf(name: string, check: (item: string) => unknown) {
 
 convict.addFormat(listOf('cidr-list', parseCidr));
 convict.addFormat(listOf('hostport-list', (s) => parseHostPort(s, 53)));
+convict.addFormat(listOf('dns-zone-list', (s) => {
+  if (!/^([a-z0-9_]([a-z0-9_-]*[a-z0-9_])?\.)+[a-z0-9]([a-z0-9-]*[a-z0-9])?$/i.test(s)) throw new Error(`"${s}" is not a DNS zone name (for example bl.spamcop.net)`);
+}));
+convict.addFormat({
+  name: 'dns-zone-or-empty',
+  validate(value: unknown) {
+    if (value !== '' && !/^([a-z0-9_]([a-z0-9_-]*[a-z0-9_])?\.)+[a-z0-9]([a-z0-9-]*[a-z0-9])?$/i.test(String(value))) {
+      throw new Error('must be a DNS zone name such as zen.spamhaus.org, or empty');
+    }
+  },
+});
 convict.addFormat({
   name: 'hostport-or-empty',
   validate(value: unknown) {
@@ -259,6 +270,22 @@ export const schema = {
     connectTimeout: { doc: 'Time to wait for an MX to answer.', format: 'seconds', default: 30, env: 'RELAY_CONNECT_TIMEOUT' },
     concurrency: { doc: 'Most delivery connections open at the same time, over all destinations.', format: 'nat', default: 20, env: 'RELAY_DELIVERY_CONCURRENCY' },
   },
+  identity: {
+    strict: {
+      doc: 'Refuse to start when the sending identity is not right: no delivery.localAddress, no PTR, PTR name not the HELO name, HELO name not resolving to the address, or DNS unable to tell. Off: each problem is one warning at start.',
+      format: Boolean, default: false, env: 'RELAY_IDENTITY_STRICT',
+    },
+  },
+  doctor: {
+    spamhausZone: {
+      doc: 'Spamhaus ZEN zone `doctor` asks about the sending IP (a DQS zone such as KEY.zen.dq.spamhaus.net works from public resolvers); empty: not asked.',
+      format: 'dns-zone-or-empty', default: 'zen.spamhaus.org', env: 'RELAY_DOCTOR_SPAMHAUS_ZONE',
+    },
+    blocklists: {
+      doc: 'Further DNS blocklist zones `doctor` asks about the sending IP; any 127.x answer means listed.',
+      format: 'dns-zone-list', default: ['bl.spamcop.net', 'psbl.surriel.com'], env: 'RELAY_DOCTOR_BLOCKLISTS',
+    },
+  },
   dns: {
     servers: { doc: 'DNS resolvers as host[:port]; empty: the system\'s.', format: 'hostport-list', default: [] as string[], env: 'RELAY_DNS_SERVERS' },
     timeout: { doc: 'Time to wait for one DNS answer.', format: 'seconds', default: 5, env: 'RELAY_DNS_TIMEOUT' },
@@ -290,6 +317,8 @@ export type RelayConfig = {
     destinationLimits: DestinationLimitRule[];
     connectTimeout: number; concurrency: number;
   };
+  identity: { strict: boolean };
+  doctor: { spamhausZone: string; blocklists: string[] };
   dns: { servers: string[]; timeout: number };
   log: { level: string };
 };

@@ -3,6 +3,7 @@
 // needs DNS gets it from here, so the whole relay asks the same servers.
 import { promises as dnsPromises } from 'node:dns';
 import { parseHostPort } from '../config/schema';
+import { ptrOwnerName } from '../identity/reverse-name';
 
 export interface MxRecord { exchange: string; priority: number }
 
@@ -34,6 +35,53 @@ export function createResolver(options: { servers: string[]; timeoutSeconds: num
     a: (name) => resolver.resolve4(name),
     aaaa: (name) => resolver.resolve6(name),
     txt: async (name) => (await resolver.resolveTxt(name)).map((chunks) => chunks.join('')),
-    ptr: (address) => resolver.reverse(address),
+    // resolvePtr, not reverse(): reverse() answers from /etc/hosts too and reports every
+    // failure (timeouts included) as ENOTFOUND, which would read as "no PTR record".
+    ptr: (address) => resolver.resolvePtr(ptrOwnerName(address)),
   };
+}
+
+/**
+ * `resolver` with a hard deadline on each lookup (c-ares retries a server, so one lookup can
+ * otherwise take several timeouts) and, with `cache`, each question asked once: for a run
+ * of checks such as `doctor`, not for a long-running relay whose answers change.
+ */
+export function boundedResolver(resolver: Resolver, timeoutMs: number, options: { cache?: boolean } = {}): Resolver {
+  const answers = new Map<string, Promise<unknown>>();
+  const bounded = <T>(kind: keyof Resolver, name: string, lookup: () => Promise<T>): Promise<T> => {
+    const key = `${kind} ${name.toLowerCase()}`;
+    const cached = options.cache ? answers.get(key) : undefined;
+    if (cached) return cached as Promise<T>;
+    const answer = new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        reject(Object.assign(new Error(`no DNS answer for ${name} within ${timeoutMs / 1000} s`), { code: 'ETIMEOUT' }));
+      }, timeoutMs);
+      timer.unref?.();
+      lookup().then(resolve, reject).finally(() => clearTimeout(timer));
+    });
+    if (options.cache) {
+      answer.catch(() => undefined);
+      answers.set(key, answer);
+    }
+    return answer;
+  };
+  return {
+    mx: (name) => bounded('mx', name, () => resolver.mx(name)),
+    a: (name) => bounded('a', name, () => resolver.a(name)),
+    aaaa: (name) => bounded('aaaa', name, () => resolver.aaaa(name)),
+    txt: (name) => bounded('txt', name, () => resolver.txt(name)),
+    ptr: (address) => bounded('ptr', address, () => resolver.ptr(address)),
+  };
+}
+
+/** What a failed lookup says, for a person: "timed out", "refused (EREFUSED)", ... */
+export function describeDnsError(err: unknown): string {
+  const code = (err as { code?: string })?.code;
+  switch (code) {
+    case 'ETIMEOUT': return 'the DNS server did not answer in time';
+    case 'ECONNREFUSED': return 'the DNS server refused the connection';
+    case 'EREFUSED': return 'the DNS server refused the query';
+    case 'ESERVFAIL': return 'the DNS server answered SERVFAIL';
+    default: return code ? `the lookup failed (${code})` : `the lookup failed (${(err as Error)?.message ?? err})`;
+  }
 }

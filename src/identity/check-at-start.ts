@@ -1,0 +1,63 @@
+// The sending identity at `serve` start: which HELO name to use and whether DNS backs it.
+//
+// When is a problem fatal? Only when the operator set something explicitly wrong, or asked
+// for strictness:
+//  - delivery.heloName (RELAY_HELO_NAME) set to something that is not a fully qualified domain
+//    name (localhost, a bare host name, an IP address): the relay refuses to start, always.
+//  - identity.strict (RELAY_IDENTITY_STRICT) on: every problem below refuses the start too.
+// Everything else is one warning per problem, with its fix, and the relay starts:
+//  - no delivery.localAddress (the OS chooses the source IP),
+//  - a HELO name taken from the host name that is not fully qualified (the quick start on a
+//    laptop: its embedded defaults must start, even with no network),
+//  - no PTR, PTR name not the HELO name, HELO name not resolving (to the address), and DNS
+//    that cannot answer (timeouts, no network): the lookups are bounded by dns.timeout.
+// With delivery.smarthost set, receivers see the smarthost's identity, not this relay's: a
+// configured HELO name is only checked for its form, and nothing is looked up or warned.
+import { RelayConfig } from '../config/schema';
+import { boundedResolver, Resolver } from '../dns/resolver';
+import { Logger } from '../log';
+import { judgeIdentity } from './identity-findings';
+import { examineIdentity, heloOrigin } from './sending-identity';
+import { fqdnProblem } from './helo-name';
+
+/** The relay cannot start with this identity; the message says why and what to set. */
+export class IdentityError extends Error {}
+
+export interface SendingIdentity {
+  heloName: string;
+  localAddress: string | null;
+}
+
+export async function establishIdentity(
+  config: RelayConfig, resolver: Resolver, log: Logger, options: { hostname?: string } = {},
+): Promise<SendingIdentity> {
+  const configured = config.delivery.heloName.trim();
+  const problem = configured ? fqdnProblem(configured) : null;
+  if (problem) {
+    throw new IdentityError(
+      `delivery.heloName (env RELAY_HELO_NAME) is "${configured}", which cannot be the HELO name: ${problem}. ` +
+      'Set it to the fully qualified name that the PTR record of the sending IP gives (for example relay.example.net), or leave it empty to use that PTR name.',
+    );
+  }
+  const smarthost = !!config.delivery.smarthost;
+  const bounded = boundedResolver(resolver, Math.max(1, config.dns.timeout) * 1000);
+  const report = await examineIdentity(config, bounded, { hostname: options.hostname, lookups: !smarthost });
+  const identity = { heloName: report.heloName, localAddress: report.localAddress };
+  if (smarthost) {
+    log.info({ helo: identity.heloName, localAddress: identity.localAddress, smarthost: config.delivery.smarthost },
+      'delivering through a smarthost: receivers see its identity, so PTR and FCrDNS of this relay are not checked');
+    return identity;
+  }
+
+  const problems = judgeIdentity(report).filter((f) => f.status === 'warn' || f.status === 'fail' || f.status === 'error');
+  if (problems.length && config.identity.strict) {
+    throw new IdentityError([
+      'the sending identity is not right, and identity.strict (env RELAY_IDENTITY_STRICT) refuses to start with it:',
+      ...problems.map((p) => `  - ${p.detail}${p.fix ? `\n    fix: ${p.fix}` : ''}`),
+      'Fix the records (dkim-relay doctor checks them all), or set RELAY_IDENTITY_STRICT=false to start with warnings.',
+    ].join('\n'));
+  }
+  for (const p of problems) log.warn({ check: p.id, fix: p.fix ?? undefined }, `sending identity: ${p.detail}${p.fix ? `; fix: ${p.fix}` : ''}`);
+  log.info({ helo: identity.heloName, from: heloOrigin(report), localAddress: identity.localAddress ?? 'chosen by the OS' }, 'sending identity');
+  return identity;
+}
