@@ -3,6 +3,7 @@
 // no stack trace.
 import { parseArgs } from 'node:util';
 import { CliContext, CliError, Command, UsageError } from './cli-context';
+import { doctorCommand } from './cli/doctor-command';
 import { keygenCommand } from './cli/keygen-command';
 import { keysCommand } from './cli/keys-command';
 import { queueCommand } from './cli/queue-command';
@@ -16,6 +17,7 @@ const COMMANDS: Record<string, { run: Command; summary: string }> = {
   keys: { run: keysCommand, summary: 'list DKIM keys, activate one once its record is in DNS, retire one' },
   users: { run: usersCommand, summary: 'add, list or remove users allowed to AUTH' },
   queue: { run: queueCommand, summary: 'list, show, retry or delete queued messages (works while the relay runs)' },
+  doctor: { run: doctorCommand, summary: 'check PTR, HELO, blocklists, SPF, DKIM and DMARC in DNS and print the fixes' },
 };
 
 export const USAGE = [
