@@ -11,6 +11,7 @@ import nodemailer from 'nodemailer';
 import { verifyDkim } from '../helpers/dkim-verify';
 import { connectRaw } from '../helpers/raw-smtp';
 import { rawMessage } from '../helpers/relay-harness';
+import { startDnsServer, TestDnsServer } from '../helpers/dns-server';
 import { freePort, Sink, startSink } from '../helpers/sink';
 
 const ROOT = path.resolve(__dirname, '..', '..');
@@ -165,9 +166,11 @@ describe('keygen, users and serve in one folder', () => {
   let relay: ChildProcess;
   let relayExit: Promise<RunResult>;
   let port: number;
+  let dns: TestDnsServer;
 
   beforeAll(async () => {
     sink = await startSink({ host: '127.0.0.3' });
+    dns = await startDnsServer();
   });
 
   afterAll(async () => {
@@ -176,6 +179,7 @@ describe('keygen, users and serve in one folder', () => {
       await relayExit.catch(() => undefined);
     }
     await sink?.close();
+    await dns?.close();
   });
 
   test('keygen prints only the zone-file record on stdout, the explanation on stderr; the key file is 0600', async () => {
@@ -201,6 +205,17 @@ describe('keygen, users and serve in one folder', () => {
     // the private key in the file belongs to the published public key
     const privateKey = crypto.createPrivateKey(fs.readFileSync(path.resolve(dir, keyFile!)));
     expect(crypto.createPublicKey(privateKey).export({ format: 'der', type: 'spki' }).toString('base64')).toBe(tags.p);
+  });
+
+  test('the new key is pending; once its record is published, keys activate makes it active', async () => {
+    const dnsEnv = { ...env, RELAY_DNS_SERVERS: dns.address };
+    const refused = await run(['keys', 'activate', 'example.org', 's1'], { cwd: dir, env: dnsEnv });
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/s1\._domainkey\.example\.org/);
+    dns.set(record.name, 'TXT', [record.value]);
+    const activated = await run(['keys', 'activate', 'example.org', 's1'], { cwd: dir, env: dnsEnv });
+    expect(activated.code).toBe(0);
+    expect(activated.stdout + activated.stderr).toMatch(/Activated the key s1 of example\.org/);
   });
 
   test('serve starts on the given port and offers the extensions in EHLO', async () => {
