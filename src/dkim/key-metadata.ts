@@ -3,9 +3,8 @@
 // next to the key as <keysDir>/<domain>/<selector>.json, written atomically (temporary file,
 // fsync, rename, folder fsync), so a relay reading it while `dkim-relay keys` writes it sees
 // the old state or the new one, never half a file.
-import crypto from 'node:crypto';
 import fs from 'node:fs';
-import path from 'node:path';
+import { replaceFileSync } from '../fs/durable-file';
 
 export type KeyState = 'pending' | 'active' | 'retired';
 export const KEY_STATES: readonly KeyState[] = ['pending', 'active', 'retired'];
@@ -65,25 +64,5 @@ function metadataProblem(data: unknown): string | null {
 
 /** Writes the metadata of a key atomically: a reader sees the old file or the new one. */
 export function writeMetadata(file: string, meta: KeyMetadata): void {
-  const dir = path.dirname(file);
-  const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${crypto.randomBytes(4).toString('hex')}.tmp`);
-  const fd = fs.openSync(tmp, 'wx', 0o600);
-  try {
-    fs.writeFileSync(fd, `${JSON.stringify(meta, null, 2)}\n`);
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
-  try {
-    fs.renameSync(tmp, file);
-  } catch (err) {
-    fs.rmSync(tmp, { force: true });
-    throw err;
-  }
-  const dfd = fs.openSync(dir, 'r');
-  try {
-    fs.fsyncSync(dfd);
-  } finally {
-    fs.closeSync(dfd);
-  }
+  replaceFileSync(file, `${JSON.stringify(meta, null, 2)}\n`, 0o600);
 }

@@ -11,6 +11,7 @@ import { promisify } from 'node:util';
 import { dkimRecordValue, domainNameProblem, normalizeDomainName, recordName } from './dns-record';
 import { KeyMetadata, metadataPath } from './key-metadata';
 import { storedKeys } from './stored-keys';
+import { createFileSync } from '../fs/durable-file';
 
 const generateKeyPair = promisify(crypto.generateKeyPair);
 
@@ -123,8 +124,8 @@ export async function generateKey(keysDir: string, options: KeygenOptions, now =
   const metaText = `${JSON.stringify(meta, null, 2)}\n`;
   const claim = (name: string): string | null => {
     const keyFile = path.join(domainDir, `${name}.key`);
-    if (fs.existsSync(keyFile) || !writeNewFile(metadataPath(keyFile), metaText)) return null;
-    if (!writeNewFile(keyFile, pem)) {
+    if (fs.existsSync(keyFile) || !createFileSync(metadataPath(keyFile), metaText)) return null;
+    if (!createFileSync(keyFile, pem)) {
       fs.rmSync(metadataPath(keyFile), { force: true });
       return null;
     }
@@ -173,40 +174,3 @@ function checkRsaBits(bits: number): void {
   if (!(RSA_BITS as readonly number[]).includes(bits)) throw new KeygenError(`${bits} is not a supported key size: use 2048, 3072 or 4096`);
 }
 
-/**
- * Writes `content` to `file` only if no such file exists, complete or not at all: the key is
- * written and fsynced under a temporary name, then hard-linked to its name (link fails when
- * the name exists, with no window where another writer could be overwritten), and the folder
- * is fsynced. Returns false when the file already existed.
- */
-function writeNewFile(file: string, content: string): boolean {
-  const dir = path.dirname(file);
-  const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${crypto.randomBytes(4).toString('hex')}.tmp`);
-  const fd = fs.openSync(tmp, 'wx', 0o600);
-  try {
-    fs.writeFileSync(fd, content);
-    fs.fchmodSync(fd, 0o600);
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
-  try {
-    fs.linkSync(tmp, file);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
-    throw err;
-  } finally {
-    fs.rmSync(tmp, { force: true });
-  }
-  fsyncDir(dir);
-  return true;
-}
-
-function fsyncDir(dir: string): void {
-  const fd = fs.openSync(dir, 'r');
-  try {
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
-}

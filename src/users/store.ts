@@ -10,6 +10,7 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { replaceFileSync } from '../fs/durable-file';
 import { domainNameProblem, normalizeDomainName } from '../dkim/dns-record';
 
 export interface UserRecord {
@@ -174,29 +175,13 @@ export function removeUser(file: string, name: string): void {
   writeUsers(file, rest);
 }
 
-/** Replaces the file atomically: temporary file (0600), fsync, rename, fsync of the folder. */
+/** Replaces the file atomically and durably (src/fs/durable-file.ts), mode 0600. */
 function writeUsers(file: string, users: UserRecord[]): void {
   const dir = path.dirname(path.resolve(file));
-  const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${crypto.randomBytes(4).toString('hex')}.tmp`);
   try {
     fs.mkdirSync(dir, { recursive: true });
-    const fd = fs.openSync(tmp, 'wx', 0o600);
-    try {
-      fs.writeFileSync(fd, `${JSON.stringify({ users }, null, 2)}\n`);
-      fs.fchmodSync(fd, 0o600);
-      fs.fsyncSync(fd);
-    } finally {
-      fs.closeSync(fd);
-    }
-    fs.renameSync(tmp, file);
-    const dfd = fs.openSync(dir, 'r');
-    try {
-      fs.fsyncSync(dfd);
-    } finally {
-      fs.closeSync(dfd);
-    }
+    replaceFileSync(path.resolve(file), `${JSON.stringify({ users }, null, 2)}\n`, 0o600);
   } catch (err) {
-    fs.rmSync(tmp, { force: true });
     const code = (err as NodeJS.ErrnoException).code;
     throw new UsersError(`cannot write the users file ${file} (${code ?? (err as Error).message}): check usersFile (env RELAY_USERS_FILE) and that this user may write to ${dir}`);
   }
