@@ -6,25 +6,21 @@ import path from 'node:path';
 import { addUser } from '../../src/users/store';
 import { verifyDkim } from '../helpers/dkim-verify';
 import { connectRaw, isWellFormedReply, RawSession } from '../helpers/raw-smtp';
-import { DOMAIN, Harness, rawMessage, startHarness } from '../helpers/relay-harness';
-import { Sink, startSink } from '../helpers/sink';
+import { DOMAIN, Harness, rawMessage, startWithSink } from '../helpers/relay-harness';
+import { Sink } from '../helpers/sink';
 
 let h: Harness;
 let sink: Sink;
 
 beforeAll(async () => {
-  sink = await startSink({ host: '127.0.0.3' });
-  h = await startHarness({
-    RELAY_MX_PORT: String(sink.port),
+  ({ h, sink } = await startWithSink({
     RELAY_TRUSTED_NETWORKS: '127.0.0.1/32',
     RELAY_MAX_RECIPIENTS: '100',
     RELAY_AUTH_MAX_FAILURES: '10',
     RELAY_AUTH_FAILURE_DELAY: '0.05',
     RELAY_AUTH_BLOCK_TIME: '1m',
     RELAY_SOCKET_TIMEOUT: '2s',
-  });
-  h.dns.set('dest.test', 'MX', [{ exchange: 'mx.dest.test', priority: 10 }]);
-  h.dns.set('mx.dest.test', 'A', ['127.0.0.3']);
+  }));
   await addUser(h.config.usersFile, { name: 'app1', domains: [DOMAIN], password: 'correct horse battery' });
 });
 

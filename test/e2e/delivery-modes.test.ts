@@ -7,25 +7,21 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { verifyDkim } from '../helpers/dkim-verify';
-import { DOMAIN, Harness, logLines, rawMessage, startHarness, submit, submitError, waitForLog } from '../helpers/relay-harness';
+import { DOMAIN, Harness, logLines, rawMessage, startWithSink, submit, submitError, waitForLog } from '../helpers/relay-harness';
 import { freePort, Sink, SinkMessage, startSink } from '../helpers/sink';
 
 let h: Harness;
 let sink: Sink;
 
 beforeAll(async () => {
-  sink = await startSink({
-    host: '127.0.0.3',
+  ({ h, sink } = await startWithSink({ RELAY_RETRY_SCHEDULE: '1s' }, {
     onRcpt(rcpt, attempt) {
       const local = rcpt.split('@')[0].toLowerCase();
       if (local === 'tempfail-once' && attempt === 1) return { code: 451, message: '4.3.0 greylisted, try again later' };
       if (local === 'nosuchuser') return { code: 550, message: '5.1.1 no such user here' };
       return undefined;
     },
-  });
-  h = await startHarness({ RELAY_MX_PORT: String(sink.port), RELAY_RETRY_SCHEDULE: '1s' });
-  h.dns.set('dest.test', 'MX', [{ exchange: 'mx.dest.test', priority: 10 }]);
-  h.dns.set('mx.dest.test', 'A', ['127.0.0.3']);
+  }));
 });
 
 afterAll(async () => {

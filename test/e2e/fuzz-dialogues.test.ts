@@ -7,8 +7,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import fc from 'fast-check';
 import { connectRaw, isWellFormedReply } from '../helpers/raw-smtp';
-import { DOMAIN, Harness, logLines, startHarness } from '../helpers/relay-harness';
-import { Sink, startSink } from '../helpers/sink';
+import { DOMAIN, Harness, logLines, startWithSink } from '../helpers/relay-harness';
+import { Sink } from '../helpers/sink';
 
 const DIALOGUES = Number(process.env.FUZZ_DIALOGUES ?? 10000);
 const CONCURRENCY = 60;
@@ -18,9 +18,7 @@ let h: Harness;
 let sink: Sink;
 
 beforeAll(async () => {
-  sink = await startSink({ host: '127.0.0.3' });
-  h = await startHarness({
-    RELAY_MX_PORT: String(sink.port),
+  ({ h, sink } = await startWithSink({
     RELAY_MAX_CLIENTS: '500',
     // the failed-login block is tested in bad-input.test.ts; here it would shut out every dialogue
     RELAY_AUTH_MAX_FAILURES: '100000000',
@@ -30,9 +28,7 @@ beforeAll(async () => {
     RELAY_LOG_LEVEL: 'info',
     // accepted mail is delivered while the dialogues run
     RELAY_DELIVERY_CONCURRENCY: '10',
-  });
-  h.dns.set('dest.test', 'MX', [{ exchange: 'mx.dest.test', priority: 10 }]);
-  h.dns.set('mx.dest.test', 'A', ['127.0.0.3']);
+  }));
 });
 
 afterAll(async () => {

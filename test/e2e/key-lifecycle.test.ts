@@ -9,8 +9,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { writeMetadata } from '../../src/dkim/key-metadata';
 import { verifyDkim } from '../helpers/dkim-verify';
-import { DOMAIN, Harness, logLines, rawMessage, startHarness, submit, submitError, waitForLog } from '../helpers/relay-harness';
-import { Sink, SinkMessage, startSink } from '../helpers/sink';
+import { DOMAIN, Harness, logLines, rawMessage, startWithSink, submit, submitError, waitForLog } from '../helpers/relay-harness';
+import { Sink, SinkMessage } from '../helpers/sink';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const NODE = path.join(ROOT, 'node_modules', '.bin', 'node');
@@ -36,10 +36,7 @@ beforeAll(async () => {
   if (!fs.existsSync(cli) || fs.statSync(cli).mtimeMs < newestSource(path.join(ROOT, 'src'))) {
     execFileSync('npm', ['run', 'build', '--silent'], { cwd: ROOT, stdio: 'pipe' });
   }
-  sink = await startSink({ host: '127.0.0.3' });
-  h = await startHarness({ RELAY_MX_PORT: String(sink.port), RELAY_KEYS_CHECK_INTERVAL: '1s' });
-  h.dns.set('dest.test', 'MX', [{ exchange: 'mx.dest.test', priority: 10 }]);
-  h.dns.set('mx.dest.test', 'A', ['127.0.0.3']);
+  ({ h, sink } = await startWithSink({ RELAY_KEYS_CHECK_INTERVAL: '1s' }));
   Object.assign(records, h.records);
 }, 120000);
 

@@ -3,17 +3,14 @@
 // DNS server; python3-dkim verifies what the sink received.
 import { addUser } from '../../src/users/store';
 import { verifyDkim } from '../helpers/dkim-verify';
-import { DOMAIN, HELO, Harness, logLines, RELAY_IP, rawMessage, startHarness, submit, submitError, waitForLog } from '../helpers/relay-harness';
+import { DOMAIN, HELO, Harness, logLines, RELAY_IP, rawMessage, startWithSink, submit, submitError, waitForLog } from '../helpers/relay-harness';
 import { Sink, startSink } from '../helpers/sink';
 
 let h: Harness;
 let sink: Sink;
 
 beforeAll(async () => {
-  sink = await startSink({ host: '127.0.0.3' });
-  h = await startHarness({ RELAY_MX_PORT: String(sink.port) });
-  h.dns.set('dest.test', 'MX', [{ exchange: 'mx.dest.test', priority: 10 }]);
-  h.dns.set('mx.dest.test', 'A', ['127.0.0.3']);
+  ({ h, sink } = await startWithSink());
   await addUser(h.config.usersFile, { name: 'app1', domains: [DOMAIN], password: 'correct horse battery' });
 });
 

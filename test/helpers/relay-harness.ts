@@ -13,6 +13,7 @@ import { generateKey } from '../../src/dkim/keygen';
 import { createResolver } from '../../src/dns/resolver';
 import { startRelay, Relay } from '../../src/relay';
 import { startDnsServer, TestDnsServer } from './dns-server';
+import { Sink, SinkOptions, startSink } from './sink';
 
 export const DOMAIN = 'example.org';
 export const RELAY_IP = '127.0.0.2';
@@ -157,4 +158,13 @@ export async function waitForLog(harness: Harness, match: (line: Record<string, 
     if (Date.now() > deadline) throw new Error(`no log line matched within ${timeoutMs} ms; log: ${harness.logFile}`);
     await new Promise((r) => setTimeout(r, 50));
   }
+}
+
+/** The usual scene: a sink MX on 127.0.0.3 serving dest.test, and the relay delivering to it. */
+export async function startWithSink(env: Record<string, string> = {}, sinkOptions: SinkOptions = {}): Promise<{ h: Harness; sink: Sink }> {
+  const sink = await startSink({ host: '127.0.0.3', ...sinkOptions });
+  const h = await startHarness({ RELAY_MX_PORT: String(sink.port), ...env });
+  h.dns.set('dest.test', 'MX', [{ exchange: 'mx.dest.test', priority: 10 }]);
+  h.dns.set('mx.dest.test', 'A', ['127.0.0.3']);
+  return { h, sink };
 }

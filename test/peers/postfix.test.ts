@@ -5,18 +5,15 @@
 import { addUser } from '../../src/users/store';
 import { verifyDkim } from '../helpers/dkim-verify';
 import { PostfixClient, startPostfixClient } from '../helpers/postfix-client';
-import { DOMAIN, Harness, rawMessage, startHarness, waitForLog } from '../helpers/relay-harness';
-import { Sink, startSink } from '../helpers/sink';
+import { DOMAIN, Harness, rawMessage, startWithSink, waitForLog } from '../helpers/relay-harness';
+import { Sink } from '../helpers/sink';
 
 let h: Harness;
 let sink: Sink;
 let postfix: PostfixClient;
 
 beforeAll(async () => {
-  sink = await startSink({ host: '127.0.0.3' });
-  h = await startHarness({ RELAY_MX_PORT: String(sink.port), RELAY_TRUSTED_NETWORKS: '127.0.0.1/32', RELAY_PLAIN_AUTH_NETWORKS: '127.0.0.1/32' });
-  h.dns.set('dest.test', 'MX', [{ exchange: 'mx.dest.test', priority: 10 }]);
-  h.dns.set('mx.dest.test', 'A', ['127.0.0.3']);
+  ({ h, sink } = await startWithSink({ RELAY_TRUSTED_NETWORKS: '127.0.0.1/32', RELAY_PLAIN_AUTH_NETWORKS: '127.0.0.1/32' }));
   await addUser(h.config.usersFile, { name: 'postfix-client', domains: [DOMAIN], password: 'sasl password for postfix' });
   postfix = await startPostfixClient({ relayPort: h.relay.ports.starttls, user: 'postfix-client', password: 'sasl password for postfix', bindAddress: '127.0.0.9' });
 }, 60000);

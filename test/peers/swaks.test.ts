@@ -7,8 +7,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { addUser } from '../../src/users/store';
 import { verifyDkim } from '../helpers/dkim-verify';
-import { DOMAIN, Harness, startHarness, waitForLog } from '../helpers/relay-harness';
-import { Sink, SinkMessage, startSink } from '../helpers/sink';
+import { DOMAIN, Harness, startWithSink, waitForLog } from '../helpers/relay-harness';
+import { Sink, SinkMessage } from '../helpers/sink';
 
 const SWAKS = 'swaks';
 const USER = 'swaks-client';
@@ -80,10 +80,7 @@ beforeAll(async () => {
   if (!/=== TLS supported/.test(support.output)) {
     throw new Error(`swaks has no TLS support (libnet-ssleay-perl missing?):\n${support.output}`);
   }
-  sink = await startSink({ host: '127.0.0.3' });
-  h = await startHarness({ RELAY_MX_PORT: String(sink.port), RELAY_TRUSTED_NETWORKS: '127.0.0.1/32', RELAY_PLAIN_AUTH_NETWORKS: '127.0.0.1/32' });
-  h.dns.set('dest.test', 'MX', [{ exchange: 'mx.dest.test', priority: 10 }]);
-  h.dns.set('mx.dest.test', 'A', ['127.0.0.3']);
+  ({ h, sink } = await startWithSink({ RELAY_TRUSTED_NETWORKS: '127.0.0.1/32', RELAY_PLAIN_AUTH_NETWORKS: '127.0.0.1/32' }));
   await addUser(h.config.usersFile, { name: USER, domains: [DOMAIN], password: PASSWORD });
   // A running relay looks at the users file at most once a second; a restart reads it now.
   await h.restart();

@@ -7,17 +7,14 @@ import { activateKey } from '../../src/dkim/key-lifecycle';
 import { generateKey } from '../../src/dkim/keygen';
 import { createResolver } from '../../src/dns/resolver';
 import { verifyWithMailauth } from '../helpers/mailauth-verify';
-import { DOMAIN, Harness, startHarness, submit } from '../helpers/relay-harness';
-import { Sink, startSink } from '../helpers/sink';
+import { DOMAIN, Harness, startWithSink, submit } from '../helpers/relay-harness';
+import { Sink } from '../helpers/sink';
 
 let h: Harness;
 let sink: Sink;
 
 beforeAll(async () => {
-  sink = await startSink({ host: '127.0.0.3' });
-  h = await startHarness({ RELAY_MX_PORT: String(sink.port) });
-  h.dns.set('dest.test', 'MX', [{ exchange: 'mx.dest.test', priority: 10 }]);
-  h.dns.set('mx.dest.test', 'A', ['127.0.0.3']);
+  ({ h, sink } = await startWithSink());
   // An Ed25519 key next to the RSA one: every message carries both signatures (RFC 8463).
   const ed = await generateKey(h.config.keysDir, { domain: DOMAIN, selector: 'ed1', algorithm: 'ed25519' });
   h.dns.set(ed.recordName, 'TXT', [ed.recordValue]);
