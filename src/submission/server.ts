@@ -8,6 +8,7 @@ import { Rejection } from '../policy/rejection';
 import { checkSenderDomain, domainOf } from '../policy/sender-domains';
 import { UserDirectory } from '../users/store';
 import { AuthFailures } from './auth-failures';
+import './greeting-without-delay';
 import './reply-codes';
 
 export interface SessionUser { name: string; domains: string[] }
