@@ -129,7 +129,7 @@ export async function acceptMessage(input: AsyncIterable<Buffer>, message: Incom
   let headerBuffer: Buffer[] = [];
   let headerBytes = 0;
   let inBody = false;
-  let signer: ((hash: string) => string) | null = null;
+  let signer: ((hash: string) => Promise<string>) | null = null;
   let signing: SpoolEnvelope['signing'];
 
   const write = async (chunk: Buffer) => {
@@ -223,7 +223,7 @@ export async function acceptMessage(input: AsyncIterable<Buffer>, message: Incom
     let dkimSignatures = '';
     if (signer) {
       try {
-        dkimSignatures = (signer as (hash: string) => string)(bodyHash.digest());
+        dkimSignatures = await (signer as (hash: string) => Promise<string>)(bodyHash.digest());
       } catch (err) {
         if (err instanceof SigningError) {
           ctx.log.error({ err: err.message }, 'DKIM signing failed');
@@ -254,7 +254,8 @@ export async function acceptMessage(input: AsyncIterable<Buffer>, message: Incom
 function prepareHeaders(section: Buffer, message: IncomingMessage, ctx: AcceptContext) {
   const body = section.subarray(0, section.length - 2); // without the blank line
   checkFieldSyntax(body);
-  const facts = checkHeaders(parseHeaders(body).parsed);
+  const received = parseHeaders(body).parsed;
+  const facts = checkHeaders(received);
   checkSenderDomain(message.identity, facts.fromDomain, 'From header');
 
   let added = '';
@@ -271,7 +272,7 @@ function prepareHeaders(section: Buffer, message: IncomingMessage, ctx: AcceptCo
     ctx.log.warn({ domain: facts.fromDomain }, `relaying unsigned mail: no DKIM key for ${facts.fromDomain}`);
     return { header, sign: null, signing: undefined };
   }
-  const parsed = parseHeaders(header.subarray(0, header.length - 2)).parsed;
+  const parsed = added ? parseHeaders(header.subarray(0, header.length - 2)).parsed : received;
   return {
     header,
     sign: (bodyHash: string) => signHeaders(parsed, bodyHash, keys),

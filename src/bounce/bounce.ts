@@ -63,7 +63,7 @@ export async function queueBounce(
     const hash = new BodyHash();
     hash.update(body);
     const parsed = parseHeaders(header.subarray(0, header.length - 2)).parsed;
-    dkimSignatures = signHeaders(parsed, hash.digest(), keys);
+    dkimSignatures = await signHeaders(parsed, hash.digest(), keys);
     signing = { domain, selectors: keys.map((k) => k.selector) };
     break;
   }

@@ -41,12 +41,17 @@ export class BodyHash {
 
 export class SigningError extends Error {}
 
+/** crypto.sign with a callback: the private-key operation runs on libuv's thread pool, off the main thread. */
+function signAsync(algorithm: string | null, data: Buffer, key: crypto.KeyObject): Promise<Buffer> {
+  return new Promise((resolve, reject) => crypto.sign(algorithm, data, key, (err, sig) => (err ? reject(err) : resolve(sig))));
+}
+
 /**
  * The DKIM-Signature header fields for a message, each ending in CRLF, to be put in front of
- * the header section. Throws SigningError when any signature cannot be made: a message is
- * never passed on as signed when it is not.
+ * the header section. Rejects with SigningError when any signature cannot be made: a message
+ * is never passed on as signed when it is not.
  */
-export function signHeaders(headers: ParsedHeader[], bodyHash: string, keys: SigningKey[], now = new Date()): string {
+export async function signHeaders(headers: ParsedHeader[], bodyHash: string, keys: SigningKey[], now = new Date()): Promise<string> {
   const selected = getSigningHeaderLines(headers, SIGNED_HEADERS.join(':'));
   if (!selected.headers.some((h) => h.key === 'from')) throw new SigningError('the message has no From header to sign');
   const keyNames = [selected.keys, ...OVERSIGNED_HEADERS].join(': ');
@@ -65,9 +70,9 @@ export function signHeaders(headers: ParsedHeader[], bodyHash: string, keys: Sig
     let signature: Buffer;
     try {
       signature = key.algorithm === 'rsa'
-        ? crypto.sign('sha256', canonicalizedHeader, key.privateKey)
+        ? await signAsync('sha256', canonicalizedHeader, key.privateKey)
         // RFC 8463: Ed25519 signs the sha256 hash of the canonicalized header
-        : crypto.sign(null, crypto.createHash('sha256').update(canonicalizedHeader).digest(), key.privateKey);
+        : await signAsync(null, crypto.createHash('sha256').update(canonicalizedHeader).digest(), key.privateKey);
     } catch (err) {
       throw new SigningError(`signing with ${key.selector}._domainkey.${key.domain} failed: ${(err as Error).message}`);
     }
