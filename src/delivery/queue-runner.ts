@@ -360,7 +360,7 @@ export class QueueRunner {
           session = null;
           if (outcome === 'throttled') break;
         } else if (sent >= site.limit.messagesPerConnection) {
-          session.quit();
+          await session.quit();
           this.sessions.delete(session);
           session = null;
         }
@@ -369,7 +369,7 @@ export class QueueRunner {
       }
     } finally {
       if (session) {
-        session.quit();
+        await session.quit();
         this.sessions.delete(session);
       }
       this.destinations.release(site.limit.key);
@@ -509,7 +509,9 @@ export class QueueRunner {
     if (left > 0) this.active.set(envelope.id, left);
     else this.active.delete(envelope.id);
     try {
-      if (attempted && this.queue.has(envelope.id)) await this.options.spool.update(envelope);
+      // A message about to be removed (every recipient delivered) needs no state written first.
+      const removing = left <= 0 && envelope.recipients.every((r) => r.status === 'delivered');
+      if (attempted && !removing && this.queue.has(envelope.id)) await this.options.spool.update(envelope);
       if (left <= 0) await this.finalize(envelope);
     } catch (err) {
       this.options.log.error({ id: envelope.id, err: (err as Error).message }, 'the spool could not record a delivery state; it is tried again later');

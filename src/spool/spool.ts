@@ -83,6 +83,38 @@ async function fsyncDir(dir: string): Promise<void> {
   }
 }
 
+/**
+ * Group commit of a folder's fsync: messages committed at the same time share one. A caller
+ * is answered by an fsync that started after it asked (an fsync already running may have
+ * missed its rename), so sharing never weakens the guarantee.
+ */
+class FolderSync {
+  private running: Promise<void> | null = null;
+  private next: Promise<void> | null = null;
+  constructor(private readonly dir: string) {}
+
+  sync(): Promise<void> {
+    if (!this.running) return this.start();
+    if (!this.next) {
+      this.next = this.running.catch(() => undefined).then(() => {
+        this.next = null;
+        return this.start();
+      });
+    }
+    return this.next;
+  }
+
+  private start(): Promise<void> {
+    const run = fsyncDir(this.dir);
+    this.running = run;
+    const clear = () => {
+      if (this.running === run) this.running = null;
+    };
+    run.then(clear, clear);
+    return run;
+  }
+}
+
 /** Receives one message's bytes into the spool's tmp folder until commit or abort. */
 export class MessageWriter {
   private bytes = 0;
@@ -126,9 +158,11 @@ export class Spool {
   readonly lockFile: string;
   /** Per message, the end of its chain of envelope writes. */
   private readonly writes = new Map<string, Promise<void>>();
+  private readonly queueDirSync: FolderSync;
 
   constructor(readonly dataDir: string) {
     this.queueDir = path.join(dataDir, 'spool');
+    this.queueDirSync = new FolderSync(this.queueDir);
     this.tmpDir = path.join(dataDir, 'spool-tmp');
     this.lockFile = path.join(dataDir, 'spool.lock');
   }
@@ -212,7 +246,7 @@ export class Spool {
       await writeFileSynced(tmpEnvelope, JSON.stringify(envelope));
       await fsp.rename(tmpMessage, this.messagePath(id));
       await fsp.rename(tmpEnvelope, this.envelopePath(id));
-      await fsyncDir(this.queueDir);
+      await this.queueDirSync.sync();
     } catch (err) {
       await fsp.rm(this.envelopePath(id), { force: true }).catch(() => undefined);
       await fsp.rm(this.messagePath(id), { force: true }).catch(() => undefined);
