@@ -90,16 +90,35 @@ export class SmtpSession {
     }
   }
 
-  /** Ends the session politely (QUIT), without waiting for the answer. */
-  quit(): void {
-    if (this.closed) return;
+  /**
+   * Ends the session politely (QUIT). Resolves once the TCP connection is closed (at most a
+   * second later: then it is dropped), so a per-destination connection limit counts it until
+   * it is really gone. nodemailer reports 'end' when it starts closing, so the socket itself
+   * (an internal of nodemailer's connection) is watched.
+   */
+  quit(): Promise<void> {
+    if (this.closed) return Promise.resolve();
     this.closed = true;
-    try {
-      this.connection.quit();
-    } catch {
-      // already gone
-    }
-    setTimeout(() => this.connection.close(), 1000).unref();
+    const socket = (this.connection as unknown as { _socket?: import('node:net').Socket })._socket;
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        this.connection.close();
+        socket?.destroy();
+        resolve();
+      }, 1000);
+      timer.unref();
+      const done = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      if (!socket || socket.destroyed) done();
+      else socket.once('close', done);
+      try {
+        this.connection.quit();
+      } catch {
+        done(); // already gone
+      }
+    });
   }
 
   /** Drops the connection at once. */

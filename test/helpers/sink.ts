@@ -154,7 +154,20 @@ export async function startSink(opts: SinkOptions = {}): Promise<Sink> {
   const dataAttempts = new Map<string, number>();
   const waiters = new Set<() => void>();
   let open = 0;
-  let maxOpen = 0;
+  // [opened, closed] per connection, in ms. A client that waits for its socket to close
+  // before it opens the next connection can still be seen here with both open for a moment:
+  // this process learns of the new connection before it has processed the old one's close.
+  const lifetimes: { opened: number; closed: number }[] = [];
+  const byId = new Map<string, { opened: number; closed: number }>();
+  const CLOSE_SLACK_MS = 5;
+  const maxOpenAtOnce = () => {
+    const events = lifetimes.flatMap((l) => [{ t: l.opened, d: 1 }, { t: l.closed - CLOSE_SLACK_MS, d: -1 }]);
+    events.sort((a, b) => a.t - b.t || a.d - b.d);
+    let now = 0;
+    let max = 0;
+    for (const e of events) max = Math.max(max, (now += e.d));
+    return max;
+  };
 
   const server = new SMTPServer({
     ...(useTls ? await testCertificate() : {}),
@@ -168,11 +181,15 @@ export async function startSink(opts: SinkOptions = {}): Promise<Sink> {
     onConnect(session, callback) {
       connections.push({ remoteAddress: session.remoteAddress });
       open++;
-      maxOpen = Math.max(maxOpen, open);
+      const lifetime = { opened: Date.now(), closed: Infinity };
+      lifetimes.push(lifetime);
+      byId.set(session.id, lifetime);
       callback();
     },
-    onClose() {
+    onClose(session) {
       open--;
+      const lifetime = byId.get(session.id);
+      if (lifetime) lifetime.closed = Date.now();
     },
     onRcptTo(address, _session, callback) {
       const key = address.address.toLowerCase();
@@ -231,7 +248,7 @@ export async function startSink(opts: SinkOptions = {}): Promise<Sink> {
     port,
     messages,
     connections,
-    openConnections: () => ({ now: open, max: maxOpen }),
+    openConnections: () => ({ now: open, max: maxOpenAtOnce() }),
     rejections,
     waitForMessages(n, timeoutMs = 10_000) {
       return new Promise((resolve, reject) => {
