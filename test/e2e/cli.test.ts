@@ -2,7 +2,7 @@
 // with RELAY_* variables, in a scratch folder. Covers serve (EHLO, SIGTERM), the config
 // errors a user sees, keygen's output split (record on stdout, explanation on stderr),
 // users add/list against a running relay, and an unknown command.
-import { ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { ChildProcess, spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -11,34 +11,14 @@ import nodemailer from 'nodemailer';
 import { verifyDkim } from '../helpers/dkim-verify';
 import { connectRaw } from '../helpers/raw-smtp';
 import { rawMessage } from '../helpers/relay-harness';
+import { BIN, ensureBuilt, NODE } from '../helpers/built-cli';
 import { startDnsServer, TestDnsServer } from '../helpers/dns-server';
 import { freePort, Sink, startSink } from '../helpers/sink';
 
-const ROOT = path.resolve(__dirname, '..', '..');
 /** The Node.js 24 of the `node` devDependency; the system one may be too old. */
-const NODE = path.join(ROOT, 'node_modules', '.bin', 'node');
-const BIN = path.join(ROOT, 'bin', 'dkim-relay.js');
 const STACK_FRAME = /^\s+at .+(:\d+:\d+\)?|\(node:.+\))$/m;
 
 interface RunResult { code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }
-
-/** Newest modification time of the TypeScript sources, to see whether dist/ is stale. */
-function newestSource(dir: string): number {
-  let newest = 0;
-  for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
-    const full = path.join(dir, entry.name);
-    if (entry.isDirectory()) newest = Math.max(newest, newestSource(full));
-    else if (entry.name.endsWith('.ts')) newest = Math.max(newest, fs.statSync(full).mtimeMs);
-  }
-  return newest;
-}
-
-/** The CLI runs from dist/: build it when missing or older than src/ (`npm test` builds first anyway). */
-function ensureBuilt(): void {
-  const cli = path.join(ROOT, 'dist', 'cli.js');
-  if (fs.existsSync(cli) && fs.statSync(cli).mtimeMs >= newestSource(path.join(ROOT, 'src'))) return;
-  execFileSync('npm', ['run', 'build', '--silent'], { cwd: ROOT, stdio: 'pipe' });
-}
 
 /** The test process's environment without any RELAY_* setting, plus `env`. */
 function cliEnv(env: Record<string, string>): NodeJS.ProcessEnv {

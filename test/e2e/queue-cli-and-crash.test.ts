@@ -10,30 +10,14 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import nodemailer from 'nodemailer';
+import { BIN, ensureBuilt, NODE } from '../helpers/built-cli';
 import { startDnsServer, TestDnsServer } from '../helpers/dns-server';
 import { rawMessage } from '../helpers/relay-harness';
 import { freePort, Sink, SinkMessage, startSink } from '../helpers/sink';
 
-const ROOT = path.resolve(__dirname, '..', '..');
-const NODE = path.join(ROOT, 'node_modules', '.bin', 'node');
-const BIN = path.join(ROOT, 'bin', 'dkim-relay.js');
 const FROM = 'app@example.org';
 
-function newestSource(dir: string): number {
-  let newest = 0;
-  for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
-    const full = path.join(dir, entry.name);
-    if (entry.isDirectory()) newest = Math.max(newest, newestSource(full));
-    else if (entry.name.endsWith('.ts')) newest = Math.max(newest, fs.statSync(full).mtimeMs);
-  }
-  return newest;
-}
-
-beforeAll(() => {
-  const cli = path.join(ROOT, 'dist', 'cli.js');
-  if (fs.existsSync(cli) && fs.statSync(cli).mtimeMs >= newestSource(path.join(ROOT, 'src'))) return;
-  execFileSync('npm', ['run', 'build', '--silent'], { cwd: ROOT, stdio: 'pipe' });
-});
+beforeAll(ensureBuilt);
 
 interface Setup { dir: string; dns: TestDnsServer; env: Record<string, string>; port: number }
 

@@ -2,8 +2,8 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { PassThrough } from 'node:stream';
-import { CliContext, CliError, UsageError } from '../../src/cli-context';
+import { CliError, UsageError } from '../../src/cli-context';
+import { capturedContext } from '../helpers/cli-context';
 import { keygenCommand } from '../../src/cli/keygen-command';
 import { loadConfig } from '../../src/config/load';
 import { dkimRecordValue, parseRecordValue, zoneFileRecord } from '../../src/dkim/dns-record';
@@ -115,16 +115,7 @@ test('domains and selectors are checked', async () => {
 });
 
 describe('dkim-relay keygen', () => {
-  function context() {
-    const config = loadConfig({ env: { RELAY_KEYS_DIR: keysDir } });
-    const stdout = new PassThrough();
-    const stderr = new PassThrough();
-    const out = { stdout: '', stderr: '' };
-    stdout.on('data', (c) => (out.stdout += c));
-    stderr.on('data', (c) => (out.stderr += c));
-    const ctx: CliContext = { config, stdout, stderr, stdin: new PassThrough() };
-    return { ctx, out };
-  }
+  const context = () => capturedContext(loadConfig({ env: { RELAY_KEYS_DIR: keysDir } }));
 
   test('stdout has only the zone line; stderr says where to publish it', async () => {
     const { ctx, out } = context();

@@ -3,8 +3,8 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { PassThrough } from 'node:stream';
-import { CliContext, CliError, UsageError } from '../../src/cli-context';
+import { CliError, UsageError } from '../../src/cli-context';
+import { capturedContext } from '../helpers/cli-context';
 import { keysCommand } from '../../src/cli/keys-command';
 import { loadConfig } from '../../src/config/load';
 import { generateKey } from '../../src/dkim/keygen';
@@ -25,12 +25,7 @@ afterEach(() => fs.rmSync(path.dirname(keysDir), { recursive: true, force: true 
 
 async function run(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   const config = loadConfig({ env: { RELAY_KEYS_DIR: keysDir, RELAY_DNS_SERVERS: dns.address, RELAY_DNS_TIMEOUT: '2' } });
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  const out = { stdout: '', stderr: '' };
-  stdout.on('data', (c) => (out.stdout += c));
-  stderr.on('data', (c) => (out.stderr += c));
-  const ctx: CliContext = { config, stdout, stderr, stdin: new PassThrough() };
+  const { ctx, out } = capturedContext(config);
   const code = await keysCommand(args, ctx);
   return { code, ...out };
 }

@@ -1,8 +1,8 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { PassThrough } from 'node:stream';
-import { CliContext, CliError, UsageError } from '../../src/cli-context';
+import { CliError, UsageError } from '../../src/cli-context';
+import { capturedContext } from '../helpers/cli-context';
 import { usersCommand } from '../../src/cli/users-command';
 import { loadConfig } from '../../src/config/load';
 import { addUser, hashPassword, readUsers, removeUser, UserDirectory, UsersError, verifyPassword } from '../../src/users/store';
@@ -150,18 +150,7 @@ describe('UserDirectory', () => {
 });
 
 describe('dkim-relay users', () => {
-  function context(stdinText?: string) {
-    const config = loadConfig({ env: { RELAY_USERS_FILE: file } });
-    const stdout = new PassThrough();
-    const stderr = new PassThrough();
-    const stdin = new PassThrough();
-    if (stdinText !== undefined) stdin.end(stdinText);
-    const out = { stdout: '', stderr: '' };
-    stdout.on('data', (c) => (out.stdout += c));
-    stderr.on('data', (c) => (out.stderr += c));
-    const ctx: CliContext = { config, stdout, stderr, stdin };
-    return { ctx, out };
-  }
+  const context = (stdinText?: string) => capturedContext(loadConfig({ env: { RELAY_USERS_FILE: file } }), stdinText);
 
   test('add with --password-stdin, list, list --json, remove', async () => {
     const a = context('pw from stdin\r\nsecond line ignored\n');
