@@ -2,7 +2,8 @@
 //   line endings to CRLF -> header section checked (policy) and completed (Date,
 //   Message-ID) -> body streamed to the spool file while its DKIM hash is computed ->
 //   header signed -> spool commit (fsync). Only then does the client hear 250.
-// The message is never held whole in memory: only the header section is buffered.
+// Only the header section is buffered here; the spool writer holds a small message in
+// memory until its commit and streams a large one to disk (src/spool/spool.ts).
 // When the message is refused, the rest of DATA is still read (the client is mid-transfer)
 // and nothing of it stays on disk.
 import crypto from 'node:crypto';
@@ -119,7 +120,7 @@ export async function acceptMessage(input: AsyncIterable<Buffer>, message: Incom
     if (!rejection) rejection = r;
   };
   try {
-    writer = await ctx.spool.createWriter();
+    writer = ctx.spool.createWriter();
   } catch (err) {
     refuse(spoolRejection(err));
   }

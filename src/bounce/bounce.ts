@@ -68,7 +68,7 @@ export async function queueBounce(
     break;
   }
 
-  const writer = await ctx.spool.createWriter();
+  const writer = ctx.spool.createWriter();
   try {
     await writer.write(header);
     await writer.write(body);

@@ -53,7 +53,7 @@ export class SmtpSession {
     return first;
   }
 
-  async send(envelope: { from: string; to: string[] }, message: Readable): Promise<SendResult> {
+  async send(envelope: { from: string; to: string[] }, message: Buffer | Readable): Promise<SendResult> {
     const { connection } = this;
     try {
       const info = await new Promise<SMTPConnection.SentMessageInfo>((resolve, reject) => {
@@ -70,7 +70,7 @@ export class SmtpSession {
         }),
       };
     } catch (err) {
-      message.destroy();
+      if (!Buffer.isBuffer(message)) message.destroy();
       const e = err as { code?: string; responseCode?: number; rejectedErrors?: unknown[] };
       const recipients = e.code === 'EENVELOPE' && Array.isArray(e.rejectedErrors) && e.rejectedErrors.length === envelope.to.length
         // every recipient refused at RCPT: nodemailer reports it as one error

@@ -1,14 +1,20 @@
-// The durable queue on disk. A message is two files in <dataDir>/spool: <id>.eml (the
-// message bytes as received, after the intake's header fixes) and <id>.json (the envelope:
-// sender, recipients with their delivery state, and the DKIM-Signature fields to put in
-// front of the message). The .json is written last and marks the message as accepted:
-//   write tmp/<id>.eml + fsync, write tmp/<id>.json + fsync, rename both into spool/,
-//   fsync spool/. Only then may the client hear 250.
-// On start, a .eml without its .json is a message that was never acknowledged: removed.
-// Delivery state (per recipient, and a short attempt history) is rewritten into <id>.json
-// after every attempt (tmp + fsync + rename), so a restart does not send again to a
-// recipient whose delivery was recorded; a crash between a 250 from the MX and that write
-// sends it again (at least once, never lost). Writes of one message are serialized.
+// The durable queue on disk. A message is one file, <dataDir>/spool/<id>.eml: the message
+// bytes as received (after the intake's header fixes), then a trailer holding the envelope
+// (sender, recipients, the DKIM-Signature fields to put in front of the message) as JSON,
+// then a fixed-size footer giving the JSON's length (trailer.ts). Accepting a message is
+//   write spool-tmp/<id>.eml (message + trailer) + fsync, rename into spool/, fsync spool/
+// (that folder fsync is shared by the messages committed at the same moment); only then may
+// the client hear 250. One file, one fsync of it: the envelope is known only at the end of
+// DATA (the signature needs the body hash), hence a trailer rather than a header.
+// A small message is held in memory until its commit and written with a single write; a
+// large one streams to the file as it arrives. The bytes of a message just committed stay
+// in memory (within a budget) so its first delivery does not read the file back.
+// Delivery state (per recipient, and a short attempt history) lives in <id>.json once the
+// first attempt leaves something to remember (a deferral, a bounce): rewritten after each
+// such attempt (tmp + fsync + rename); when it exists it wins over the trailer. A message
+// delivered at the first attempt never gets one. A crash between a 250 from the MX and that
+// write sends it again (at least once, never lost). Writes of one message are serialized.
+// On start, a .eml without a valid trailer was never acknowledged: removed.
 // One process owns a spool at a time: <dataDir>/spool.lock holds its pid. The queue CLI
 // reads the spool directly and, while a relay holds the lock, asks it to change things
 // through request files in <dataDir>/control/ (control.ts).
@@ -17,6 +23,7 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
+import { encodeTrailer, readTrailer } from './trailer';
 
 export type RecipientStatus = 'queued' | 'delivered' | 'failed';
 
@@ -115,21 +122,38 @@ class FolderSync {
   }
 }
 
-/** Receives one message's bytes into the spool's tmp folder until commit or abort. */
+/** Messages up to this size are held in memory until their commit, then written at once. */
+const MEMORY_LIMIT = 256 * 1024;
+/** Bytes of recently committed messages kept in memory for their first delivery. */
+const RECENT_BUDGET = 32 * 1024 * 1024;
+
+/**
+ * Receives one message's bytes until commit or abort: in memory while it is small, then
+ * streamed to spool-tmp/<id>.eml.
+ */
 export class MessageWriter {
   private bytes = 0;
+  private chunks: Buffer[] | null = [];
+  private handle: fsp.FileHandle | null = null;
   private closed = false;
-  constructor(private readonly spool: Spool, readonly id: string, private readonly handle: fsp.FileHandle, private readonly tmpFile: string) {}
+  constructor(private readonly spool: Spool, readonly id: string, private readonly tmpFile: string) {}
 
   get size(): number {
     return this.bytes;
   }
 
+  /** True while write() needs no await (the bytes go to memory). */
+  fits(length: number): boolean {
+    return this.chunks !== null && this.bytes + length <= MEMORY_LIMIT;
+  }
+
   async write(chunk: Buffer): Promise<void> {
-    let offset = 0;
-    while (offset < chunk.length) {
-      const { bytesWritten } = await this.handle.write(chunk, offset, chunk.length - offset);
-      offset += bytesWritten;
+    if (this.fits(chunk.length)) {
+      this.chunks!.push(chunk);
+    } else {
+      if (!this.handle) await this.openFile();
+      await writeAll(this.handle!, this.chunks ? [...this.chunks, chunk] : [chunk]);
+      this.chunks = null;
     }
     this.bytes += chunk.length;
   }
@@ -137,18 +161,39 @@ export class MessageWriter {
   /** Makes the message durable and part of the queue. Resolves only once it is on disk. */
   async commit(envelope: Omit<SpoolEnvelope, 'id' | 'size'>): Promise<SpoolEnvelope> {
     const full: SpoolEnvelope = { ...envelope, id: this.id, size: this.bytes };
-    await this.handle.sync();
-    await this.handle.close();
+    const trailer = encodeTrailer(full);
+    if (!this.handle) await this.openFile();
+    const handle = this.handle!;
+    await writeAll(handle, this.chunks ? [...this.chunks, trailer] : [trailer]);
+    await handle.sync();
     this.closed = true;
-    await this.spool.commitFiles(this.id, this.tmpFile, full);
+    await handle.close();
+    await this.spool.commitFile(this.id, this.tmpFile, this.chunks);
     return full;
   }
 
   /** Drops a message that will not be accepted. Never throws. */
   async abort(): Promise<void> {
+    this.chunks = null;
+    if (!this.handle) return;
     if (!this.closed) await this.handle.close().catch(() => undefined);
     this.closed = true;
-    await fsp.rm(this.tmpFile, { force: true }).catch(() => undefined);
+    await fsp.unlink(this.tmpFile).catch(() => undefined);
+  }
+
+  private async openFile(): Promise<void> {
+    this.handle = await fsp.open(this.tmpFile, 'wx', 0o600);
+  }
+}
+
+async function writeAll(handle: fsp.FileHandle, buffers: Buffer[]): Promise<void> {
+  let { bytesWritten } = await handle.writev(buffers);
+  const total = buffers.reduce((n, b) => n + b.length, 0);
+  if (bytesWritten === total) return;
+  // A short write (rare: signals, some file systems): write the rest piece by piece.
+  const rest = Buffer.concat(buffers).subarray(bytesWritten);
+  for (let offset = 0; offset < rest.length; offset += bytesWritten) {
+    ({ bytesWritten } = await handle.write(rest, offset, rest.length - offset));
   }
 }
 
@@ -156,9 +201,14 @@ export class Spool {
   readonly queueDir: string;
   readonly tmpDir: string;
   readonly lockFile: string;
-  /** Per message, the end of its chain of envelope writes. */
+  /** Per message, the end of its chain of state writes. */
   private readonly writes = new Map<string, Promise<void>>();
   private readonly queueDirSync: FolderSync;
+  /** Messages known to have a state file (<id>.json) besides their .eml. */
+  private readonly stateFiles = new Set<string>();
+  /** The bytes of recently committed messages, for their first delivery. */
+  private readonly recent = new Map<string, Buffer[]>();
+  private recentBytes = 0;
 
   constructor(readonly dataDir: string) {
     this.queueDir = path.join(dataDir, 'spool');
@@ -211,13 +261,13 @@ export class Spool {
     const names = new Set(await fsp.readdir(this.queueDir));
     const envelopes: SpoolEnvelope[] = [];
     for (const name of names) {
-      if (name.endsWith('.eml') && !names.has(name.slice(0, -4) + '.json')) {
-        await fsp.rm(path.join(this.queueDir, name), { force: true });
-      } else if (name.endsWith('.json')) {
-        const envelope = await this.read(name.slice(0, -5));
+      const file = path.join(this.queueDir, name);
+      if (name.endsWith('.eml')) {
+        const envelope = await this.read(name.slice(0, -4));
         if (envelope) envelopes.push(envelope);
-      } else if (name.endsWith('.tmp')) {
-        await fsp.rm(path.join(this.queueDir, name), { force: true });
+        else await fsp.rm(file, { force: true });
+      } else if ((name.endsWith('.json') && !names.has(name.slice(0, -5) + '.eml')) || name.endsWith('.tmp')) {
+        await fsp.rm(file, { force: true }); // a state file left by a removal cut short
       }
     }
     return envelopes.sort((a, b) => a.receivedAt.localeCompare(b.receivedAt));
@@ -228,71 +278,81 @@ export class Spool {
     return (Date.now().toString(36).padStart(9, '0') + crypto.randomBytes(4).toString('hex')).toUpperCase();
   }
 
-  async createWriter(): Promise<MessageWriter> {
+  /** A writer for a new message. Nothing touches the disk before its first large write or commit. */
+  createWriter(): MessageWriter {
     const id = this.newId();
-    const tmpFile = path.join(this.tmpDir, `${id}.eml`);
-    try {
-      const handle = await fsp.open(tmpFile, 'wx', 0o600);
-      return new MessageWriter(this, id, handle, tmpFile);
-    } catch (err) {
-      throw asSpoolError(err);
-    }
+    return new MessageWriter(this, id, path.join(this.tmpDir, `${id}.eml`));
   }
 
-  /** @internal the commit protocol described at the top of this file. */
-  async commitFiles(id: string, tmpMessage: string, envelope: SpoolEnvelope): Promise<void> {
+  /**
+   * @internal the commit protocol described at the top of this file, after the writer has
+   * written and fsynced the temporary file. `bytes`: the message, when it was held in memory.
+   */
+  async commitFile(id: string, tmpFile: string, bytes: Buffer[] | null): Promise<void> {
     try {
-      const tmpEnvelope = path.join(this.tmpDir, `${id}.json`);
-      await writeFileSynced(tmpEnvelope, JSON.stringify(envelope));
-      await fsp.rename(tmpMessage, this.messagePath(id));
-      await fsp.rename(tmpEnvelope, this.envelopePath(id));
+      await fsp.rename(tmpFile, this.messagePath(id));
       await this.queueDirSync.sync();
     } catch (err) {
-      await fsp.rm(this.envelopePath(id), { force: true }).catch(() => undefined);
-      await fsp.rm(this.messagePath(id), { force: true }).catch(() => undefined);
+      await fsp.unlink(this.messagePath(id)).catch(() => undefined);
+      await fsp.unlink(tmpFile).catch(() => undefined);
       throw asSpoolError(err);
     }
+    if (bytes) this.remember(id, bytes);
   }
 
   messagePath(id: string): string {
     return path.join(this.queueDir, `${id}.eml`);
   }
 
-  envelopePath(id: string): string {
+  statePath(id: string): string {
     return path.join(this.queueDir, `${id}.json`);
   }
 
+  /** A queued message's envelope: its state file when it has one, else its trailer. */
   async read(id: string): Promise<SpoolEnvelope | null> {
     try {
-      return JSON.parse(await fsp.readFile(this.envelopePath(id), 'utf8')) as SpoolEnvelope;
+      const envelope = JSON.parse(await fsp.readFile(this.statePath(id), 'utf8')) as SpoolEnvelope;
+      this.stateFiles.add(id);
+      return envelope;
+    } catch {
+      // no state file yet (or an unreadable one: the trailer still holds the first state)
+    }
+    try {
+      return await readTrailer<SpoolEnvelope>(this.messagePath(id));
     } catch {
       return null;
     }
   }
 
   /**
-   * Rewrites the envelope (delivery state) atomically: tmp + fsync + rename. A lost update
-   * only repeats a delivery. A message already removed is not brought back.
+   * Writes the delivery state atomically: tmp + fsync + rename. A lost update only repeats
+   * a delivery. A message already removed is not brought back.
    */
   update(envelope: SpoolEnvelope): Promise<void> {
     const text = JSON.stringify(envelope); // the state as of now, not as of the write
+    this.forget(envelope.id); // a retry comes much later: read it from disk then
     return this.serialize(envelope.id, async () => {
       if (!fs.existsSync(this.messagePath(envelope.id))) return;
-      const tmp = this.envelopePath(envelope.id) + '.tmp';
+      const tmp = this.statePath(envelope.id) + '.tmp';
       await writeFileSynced(tmp, text);
-      await fsp.rename(tmp, this.envelopePath(envelope.id));
+      await fsp.rename(tmp, this.statePath(envelope.id));
+      this.stateFiles.add(envelope.id);
     });
   }
 
-  /** Removes a message whose recipients are all final. The envelope goes first. */
+  /**
+   * Removes a message whose recipients are all final. The message file goes first: once it
+   * is gone the message is gone, and a state file left by a crash is cleaned up at start.
+   */
   remove(id: string): Promise<void> {
+    this.forget(id);
     return this.serialize(id, async () => {
-      await fsp.rm(this.envelopePath(id), { force: true });
-      await fsp.rm(this.messagePath(id), { force: true });
+      await fsp.unlink(this.messagePath(id)).catch(ignoreMissing);
+      if (this.stateFiles.delete(id)) await fsp.unlink(this.statePath(id)).catch(ignoreMissing);
     });
   }
 
-  /** Resolves once every envelope write started so far is done. */
+  /** Resolves once every state write started so far is done. */
   async idle(): Promise<void> {
     await Promise.allSettled([...this.writes.values()]);
   }
@@ -308,6 +368,20 @@ export class Spool {
     return next;
   }
 
+  private remember(id: string, bytes: Buffer[]): void {
+    const size = bytes.reduce((n, b) => n + b.length, 0);
+    if (this.recentBytes + size > RECENT_BUDGET) return; // read from disk when its turn comes
+    this.recent.set(id, bytes);
+    this.recentBytes += size;
+  }
+
+  private forget(id: string): void {
+    const bytes = this.recent.get(id);
+    if (!bytes) return;
+    this.recent.delete(id);
+    this.recentBytes -= bytes.reduce((n, b) => n + b.length, 0);
+  }
+
   /** Every queued envelope, read from disk (for the queue CLI; safe while a relay runs). */
   async list(): Promise<SpoolEnvelope[]> {
     let names: string[];
@@ -318,8 +392,8 @@ export class Spool {
     }
     const envelopes: SpoolEnvelope[] = [];
     for (const name of names) {
-      if (!name.endsWith('.json')) continue;
-      const envelope = await this.read(name.slice(0, -5));
+      if (!name.endsWith('.eml')) continue;
+      const envelope = await this.read(name.slice(0, -4));
       if (envelope) envelopes.push(envelope);
     }
     return envelopes.sort((a, b) => a.receivedAt.localeCompare(b.receivedAt) || a.id.localeCompare(b.id));
@@ -348,14 +422,26 @@ export class Spool {
     }
   }
 
-  /** The signed message as sent: the DKIM-Signature fields, then the stored bytes. */
-  openSigned(envelope: SpoolEnvelope): Readable {
-    const file = fs.createReadStream(this.messagePath(envelope.id));
+  /**
+   * The signed message as sent: the DKIM-Signature fields, then the stored message bytes.
+   * From memory (one Buffer) when the message was just committed, else streamed from its file.
+   */
+  openSigned(envelope: SpoolEnvelope): Buffer | Readable {
+    const signatures = Buffer.from(envelope.dkimSignatures, 'latin1');
+    const bytes = this.recent.get(envelope.id);
+    if (bytes) return Buffer.concat([signatures, ...bytes]);
+    if (!envelope.size) return signatures;
+    const file = fs.createReadStream(this.messagePath(envelope.id), { start: 0, end: envelope.size - 1 });
+    if (!signatures.length) return file;
     return Readable.from((async function* () {
-      if (envelope.dkimSignatures) yield Buffer.from(envelope.dkimSignatures, 'latin1');
+      yield signatures;
       for await (const chunk of file) yield chunk as Buffer;
     })());
   }
+}
+
+function ignoreMissing(err: NodeJS.ErrnoException): void {
+  if (err.code !== 'ENOENT') throw err;
 }
 
 async function writeFileSynced(file: string, text: string): Promise<void> {

@@ -135,16 +135,22 @@ test('10 MB of headers: 552 5.3.4, nothing spooled, the relay still answers', as
   const r = await transaction(s, `From: a@${DOMAIN}\r\n${filler}\r\nbody\r\n`);
   expect(r).toMatch(/^552 5\.3\.4 the header section is larger than/);
   s.end();
-  expect(spooled().filter((f) => f.endsWith('.json')).length).toBe(h.relay.queue.size);
+  expect(spooled().filter((f) => f.endsWith('.eml')).length).toBe(h.relay.queue.size);
 });
 
-test('a client that disconnects mid-DATA leaves nothing in the spool', async () => {
+// A small message is held in memory until its commit, a large one (over 256 KiB) streams to
+// a file in spool-tmp as it arrives: both are cut off here.
+test.each([['small', 150], ['large', 600 * 1024]])('a client that disconnects mid-DATA (%s message) leaves nothing in the spool', async (_kind, bytes) => {
   const queued = spooled().length;
   const s = await session();
   expect(await s.command(`MAIL FROM:<app@${DOMAIN}>`)).toMatch(/^250/);
   expect(await s.command('RCPT TO:<user@dest.test>')).toMatch(/^250/);
   expect(await s.command('DATA')).toMatch(/^354/);
-  s.write(rawMessage(`app@${DOMAIN}`, 'user@dest.test').slice(0, 150));
+  const message = rawMessage(`app@${DOMAIN}`, 'user@dest.test', { body: `${'x'.repeat(76)}\r\n`.repeat(Math.ceil(bytes / 78)) });
+  s.write(message.slice(0, bytes));
+  await new Promise((r) => setTimeout(r, 200));
+  // the large one is on its way to disk already, the small one is not
+  expect(fs.readdirSync(path.join(h.config.dataDir, 'spool-tmp')).length).toBe(bytes > 256 * 1024 ? 1 : 0);
   s.end();
   await new Promise((r) => setTimeout(r, 300));
   expect(fs.readdirSync(path.join(h.config.dataDir, 'spool-tmp'))).toEqual([]);

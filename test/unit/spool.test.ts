@@ -1,0 +1,119 @@
+// The spool's file protocol on a real file system: one .eml per message (message bytes +
+// envelope trailer), a .json only once there is delivery state, and what a restart finds.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { Spool, SpoolEnvelope } from '../../src/spool/spool';
+import { FOOTER_LENGTH } from '../../src/spool/trailer';
+
+let dir: string;
+beforeEach(() => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dkim-relay-spool-'));
+});
+afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+const SIGNATURE = 'DKIM-Signature: v=1; a=rsa-sha256; d=example.org; s=s1; b=abc\r\n';
+
+function messageOf(bytes: number): Buffer {
+  const head = 'From: a@example.org\r\nTo: b@example.net\r\nSubject: spool\r\n\r\n';
+  const line = `${'y'.repeat(70)}\r\n`;
+  return Buffer.from(head + line.repeat(Math.max(0, Math.ceil((bytes - head.length) / line.length))));
+}
+
+async function commit(spool: Spool, message: Buffer, chunkSize = 16 * 1024): Promise<SpoolEnvelope> {
+  const writer = spool.createWriter();
+  for (let i = 0; i < message.length; i += chunkSize) await writer.write(message.subarray(i, i + chunkSize));
+  const now = Date.now();
+  return writer.commit({
+    receivedAt: new Date(now).toISOString(),
+    sender: 'a@example.org',
+    recipients: [{ address: 'b@example.net', status: 'queued', attempts: 0, nextAttemptAt: now }],
+    dkimSignatures: SIGNATURE,
+    client: { address: '127.0.0.1' },
+  });
+}
+
+async function bytesOf(source: Buffer | Readable): Promise<Buffer> {
+  if (Buffer.isBuffer(source)) return source;
+  const chunks: Buffer[] = [];
+  for await (const chunk of source) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
+}
+
+const spoolFiles = () => fs.readdirSync(path.join(dir, 'spool')).sort();
+
+test.each([['small (held in memory)', 10 * 1024], ['large (streamed to disk)', 700 * 1024], ['header-only', 0]])(
+  'a %s message is one file: the message bytes, then its envelope; a restart finds it whole', async (_kind, size) => {
+    const spool = new Spool(dir);
+    await spool.open();
+    const message = messageOf(size);
+    const envelope = await commit(spool, message);
+    expect(envelope.size).toBe(message.length);
+    expect(spoolFiles()).toEqual([`${envelope.id}.eml`]);
+    expect(fs.readdirSync(path.join(dir, 'spool-tmp'))).toEqual([]);
+    const file = fs.readFileSync(spool.messagePath(envelope.id));
+    expect(file.subarray(0, message.length).equals(message)).toBe(true);
+    expect(file.length).toBeGreaterThan(message.length + FOOTER_LENGTH);
+
+    const expected = Buffer.concat([Buffer.from(SIGNATURE), message]);
+    expect((await bytesOf(spool.openSigned(envelope))).equals(expected)).toBe(true);
+
+    const again = new Spool(dir);
+    const [found, ...rest] = await again.open();
+    expect(rest).toEqual([]);
+    expect(found).toEqual(envelope);
+    expect((await bytesOf(again.openSigned(found))).equals(expected)).toBe(true); // from the file this time
+    expect((await again.readHeaders(found.id)).toString()).toBe('From: a@example.org\r\nTo: b@example.net\r\nSubject: spool\r\n');
+  });
+
+test('delivery state goes to <id>.json, which wins over the trailer after a restart; removal takes both files', async () => {
+  const spool = new Spool(dir);
+  await spool.open();
+  const envelope = await commit(spool, messageOf(2000));
+  envelope.recipients[0] = { ...envelope.recipients[0], attempts: 1, lastReply: '451 4.3.0 try later', nextAttemptAt: Date.now() + 60_000 };
+  await spool.update(envelope);
+  expect(spoolFiles()).toEqual([`${envelope.id}.eml`, `${envelope.id}.json`]);
+
+  const again = new Spool(dir);
+  const [found] = await again.open();
+  expect(found.recipients[0].lastReply).toBe('451 4.3.0 try later');
+  expect(found.recipients[0].attempts).toBe(1);
+  expect((await again.list()).map((e) => e.id)).toEqual([envelope.id]);
+
+  await again.remove(found.id);
+  expect(spoolFiles()).toEqual([]);
+});
+
+test('at start, what was never committed or is left of a removal is cleaned away; committed messages stay', async () => {
+  const spool = new Spool(dir);
+  await spool.open();
+  const kept = await commit(spool, messageOf(3000));
+  const queue = path.join(dir, 'spool');
+  const whole = fs.readFileSync(spool.messagePath(kept.id));
+  // a torn file (cut inside its trailer), a file without any trailer, an orphan state file, a temporary file
+  fs.writeFileSync(path.join(queue, 'TORN.eml'), whole.subarray(0, whole.length - 5));
+  fs.writeFileSync(path.join(queue, 'BARE.eml'), messageOf(500));
+  fs.writeFileSync(path.join(queue, 'ORPHAN.json'), JSON.stringify(kept));
+  fs.writeFileSync(path.join(queue, `${kept.id}.json.tmp`), '{');
+  // a trailer whose stated message size does not match the bytes before it
+  const lying = Buffer.from(whole);
+  lying.write('X', 0);
+  fs.writeFileSync(path.join(queue, 'LIES.eml'), Buffer.concat([Buffer.from('extra'), lying]));
+
+  const found = await new Spool(dir).open();
+  expect(found.map((e) => e.id)).toEqual([kept.id]);
+  expect(spoolFiles()).toEqual([`${kept.id}.eml`]);
+});
+
+test('an aborted message leaves nothing, whether it was in memory or already on disk', async () => {
+  const spool = new Spool(dir);
+  await spool.open();
+  for (const size of [100, 600 * 1024]) {
+    const writer = spool.createWriter();
+    await writer.write(messageOf(size));
+    await writer.abort();
+  }
+  expect(spoolFiles()).toEqual([]);
+  expect(fs.readdirSync(path.join(dir, 'spool-tmp'))).toEqual([]);
+});
