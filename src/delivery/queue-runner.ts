@@ -21,7 +21,7 @@ import { AttemptRecord, HISTORY_LENGTH, RecipientState, Spool, SpoolEnvelope } f
 import { isThrottling, Outcome } from './classify';
 import { DestinationLimit, DestinationState, effectiveRules, limitFor, MemoryDestinationState } from './destination-limits';
 import { RetrySchedule } from './retry-schedule';
-import { Destination, Route, routeDomain, RouteOptions } from './route';
+import { Destination, Route, RouteCache, RouteOptions } from './route';
 import { RecipientResult, SmtpSession, TransportOptions } from './transport';
 
 export interface QueueRunnerOptions {
@@ -76,6 +76,7 @@ export class QueueRunner {
   private readonly finalizing = new Set<string>();
   private readonly destinations: DestinationState;
   private readonly rules: DestinationLimitRule[];
+  private readonly routes: RouteCache;
   private jobs = 0;
   private connections = 0;
   private timer: NodeJS.Timeout | null = null;
@@ -88,6 +89,7 @@ export class QueueRunner {
   constructor(private readonly options: QueueRunnerOptions) {
     this.destinations = options.destinations ?? new MemoryDestinationState();
     this.rules = effectiveRules(options.limits.rules);
+    this.routes = new RouteCache(options.route);
   }
 
   start(initial: SpoolEnvelope[]): void {
@@ -268,7 +270,7 @@ export class QueueRunner {
   private async routeJob(job: Job): Promise<void> {
     const { log } = this.options;
     const domain = job.domain || domainOf(job.recipients[0].address);
-    const route: Route = await routeDomain(domain, this.options.route);
+    const route: Route = await this.routes.route(domain);
     if (route.kind === 'unroutable') {
       log.info({ id: job.envelope.id, domain, reply: route.reason }, 'delivery attempt: no route');
       for (const r of job.recipients) this.record(job, r, route.permanent ? 'failed' : 'deferred', route.reason);

@@ -7,10 +7,15 @@ import { ptrOwnerName } from '../identity/reverse-name';
 
 export interface MxRecord { exchange: string; priority: number }
 
+/** An A or AAAA answer with its time to live in seconds. */
+export interface AddressRecord { address: string; ttl: number }
+
 export interface Resolver {
   mx(name: string): Promise<MxRecord[]>;
   a(name: string): Promise<string[]>;
   aaaa(name: string): Promise<string[]>;
+  /** A (family 4) or AAAA (family 6) records with their TTLs. */
+  addresses(name: string, family: 4 | 6): Promise<AddressRecord[]>;
   txt(name: string): Promise<string[]>;
   ptr(address: string): Promise<string[]>;
 }
@@ -34,6 +39,7 @@ export function createResolver(options: { servers: string[]; timeoutSeconds: num
     mx: (name) => resolver.resolveMx(name),
     a: (name) => resolver.resolve4(name),
     aaaa: (name) => resolver.resolve6(name),
+    addresses: (name, family) => (family === 4 ? resolver.resolve4(name, { ttl: true }) : resolver.resolve6(name, { ttl: true })),
     txt: async (name) => (await resolver.resolveTxt(name)).map((chunks) => chunks.join('')),
     // resolvePtr, not reverse(): reverse() answers from /etc/hosts too and reports every
     // failure (timeouts included) as ENOTFOUND, which would read as "no PTR record".
@@ -69,6 +75,7 @@ export function boundedResolver(resolver: Resolver, timeoutMs: number, options: 
     mx: (name) => bounded('mx', name, () => resolver.mx(name)),
     a: (name) => bounded('a', name, () => resolver.a(name)),
     aaaa: (name) => bounded('aaaa', name, () => resolver.aaaa(name)),
+    addresses: (name, family) => bounded(family === 4 ? 'a' : 'aaaa', `${name} ttl`, () => resolver.addresses(name, family)),
     txt: (name) => bounded('txt', name, () => resolver.txt(name)),
     ptr: (address) => bounded('ptr', address, () => resolver.ptr(address)),
   };

@@ -1,7 +1,8 @@
 // The delivery engine end to end, over real SMTP and DNS on loopback, with a retry schedule
 // in seconds: retries on the schedule, per-recipient outcomes, bounces (RFC 3464, parsed by
 // Python's email package) back at the sender's MX, MX fallback, null MX, connection reuse
-// and the per-destination connection limit, a throttling reply pausing its destination.
+// and the per-destination connection limit, a throttling reply pausing its destination,
+// routes reused for their DNS TTL.
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { generateKey } from '../../src/dkim/keygen';
@@ -170,6 +171,29 @@ test('null MX: bounced at once with status 5.1.10, no connection made', async ()
   expect(dsn.perRecipient[0]).toMatchObject({ 'Final-Recipient': 'rfc822; x@nullmx.test', Action: 'failed', Status: '5.1.10' });
   expect(dsn.perRecipient[0]['Diagnostic-Code']).toMatch(/null MX/);
   expect(attempts(id).filter((a) => a.ip)).toEqual([]);
+});
+
+test('a route is looked up once while its records\' TTL lasts, and every time when the TTL is 0', async () => {
+  const lookups = (name: string) => h.dns.queries.filter((q) => q.name === name).length;
+  const sendThree = async (domain: string) => {
+    for (let i = 0; i < 3; i++) {
+      const { response } = await submit(h, { to: [`x@${domain}`], raw: rawMessage(`app@${DOMAIN}`, `x@${domain}`, { subject: `ttl ${domain} ${i}` }) });
+      await waitForLog(h, (l) => l.msg === 'message done' && l.id === idOf(response));
+    }
+  };
+  for (const d of ['ttl30.test', 'ttl0.test']) {
+    h.dns.set(d, 'MX', [{ exchange: `mx.${d}`, priority: 10 }]);
+    h.dns.set(`mx.${d}`, 'A', ['127.0.0.3']);
+  }
+  try {
+    h.dns.ttl = 30;
+    await sendThree('ttl30.test');
+  } finally {
+    h.dns.ttl = 0;
+  }
+  await sendThree('ttl0.test');
+  expect([lookups('ttl30.test'), lookups('mx.ttl30.test')]).toEqual([1, 1]);
+  expect([lookups('ttl0.test'), lookups('mx.ttl0.test')]).toEqual([3, 3]);
 });
 
 test('one connection carries several messages; a destination limit of 2 connections holds', async () => {

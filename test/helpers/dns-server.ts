@@ -44,6 +44,8 @@ export interface TestDnsServer {
   clear(): void;
   /** Every question received, in order. */
   queries: DnsQuery[];
+  /** The TTL (seconds) of every record answered: 0 unless a test sets it. */
+  ttl: number;
   close(): Promise<void>;
 }
 
@@ -214,7 +216,7 @@ export async function startDnsServer(opts: DnsServerOptions = {}): Promise<TestD
   }
 
   function resource(owner: string, rec: Encoded): DNS.Packet.Resource {
-    return new Packet.Resource({ name: owner, type: rec.type, class: Packet.CLASS.IN, ttl: 0, ...rec.fields });
+    return new Packet.Resource({ name: owner, type: rec.type, class: Packet.CLASS.IN, ttl: server.ttl, ...rec.fields });
   }
 
   /** RFC 1035 4.2.1: a UDP answer that does not fit is sent with TC=1 and nothing but the question. */
@@ -267,11 +269,12 @@ export async function startDnsServer(opts: DnsServerOptions = {}): Promise<TestD
   tcp.on('requestError', () => undefined);
   udp.on('requestError', () => undefined);
 
-  return {
+  const server: TestDnsServer = {
     host,
     port,
     address: ipv6 ? `[${host}]:${port}` : `${host}:${port}`,
     queries,
+    ttl: 0,
     set(name, type, values) {
       const key = checkedName(name);
       const encoded = values.map((v) => encodeValue(type, v)); // validate before changing anything
@@ -305,4 +308,5 @@ export async function startDnsServer(opts: DnsServerOptions = {}): Promise<TestD
       ]);
     },
   };
+  return server;
 }
