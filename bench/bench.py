@@ -177,6 +177,17 @@ def loadavg():
     return open("/proc/loadavg").read().split()[0]
 
 
+def cpu_times():
+    """(steal, total) jiffies of the whole machine, from /proc/stat's cpu line."""
+    f = [int(x) for x in open("/proc/stat").readline().split()[1:]]
+    return f[7] if len(f) > 7 else 0, sum(f[:8])
+
+
+def steal_pct(t0, t1):
+    """Share of CPU time the hypervisor gave to other guests (a VM's 'st' in vmstat)."""
+    return round(100 * (t1[0] - t0[0]) / max(1, t1[1] - t0[1]), 1)
+
+
 # ------------------------------------------------------------------ the two relays
 class DkimRelay:
     name = "dkim-relay"
@@ -368,6 +379,7 @@ def one_run(relay, case, run_no, quick, profile_dir=None):
         sink_reset()
         rss0, pss0 = mem_of(relay.pids())
         load0 = loadavg()
+        cpu0 = cpu_times()
         thr0 = thread_cpu(relay.pids()[0]) if relay.name == "dkim-relay" else {}
         if "probe" in case:
             c, m = case["quick_probe" if quick else "probe"]
@@ -389,7 +401,8 @@ def one_run(relay, case, run_no, quick, profile_dir=None):
             res["thread_cpu_s"] = {g: [round((thr1[g][0] - thr0.get(g, (0, 0))[0]) / clk, 2), round((thr1[g][1] - thr0.get(g, (0, 0))[1]) / clk, 2)]
                                    for g in thr1}
         res.update(case=case["id"], relay=relay.name, run=run_no, rss_before_mb=round(rss0, 1), pss_before_mb=round(pss0, 1),
-                   load_before=load0, load_after=loadavg(), verify_ok=vr["ok"], verify=vr["text"])
+                   load_before=load0, load_after=loadavg(), steal_pct=steal_pct(cpu0, cpu_times()),
+                   verify_ok=vr["ok"], verify=vr["text"])
         return res
     finally:
         relay.stop()
@@ -542,10 +555,10 @@ def write_results(rows, meta, out_path, profile_md):
     L.append("")
     L.append("accepted = smtp-source done (every message answered 250); delivered = smtp-sink counted every message. "
              "CPU = user+system time of the relay's processes over the run (Postfix: master and all children + OpenDKIM) / messages. "
-             "RSS/PSS: peak of the summed samples (every 200 ms). busy = whole machine, % of 2 cores (includes smtp-source, smtp-sink and anything else running).")
+             "RSS/PSS: peak of the summed samples (every 200 ms). busy = whole machine, % of 2 cores (includes smtp-source, smtp-sink and anything else running); CPU steal = time the hypervisor gave this VM's vCPUs to other guests during the run (/proc/stat): the same work then takes longer and, as measured from inside, more CPU.")
     L.append("")
-    L.append("| case | relay | runs ok | msgs/run | accepted msg/s | delivered msg/s | CPU ms/msg | peak RSS MB | peak PSS MB | machine busy % | DKIM verified |")
-    L.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    L.append("| case | relay | runs ok | msgs/run | accepted msg/s | delivered msg/s | CPU ms/msg | peak RSS MB | peak PSS MB | machine busy % | CPU steal % | DKIM verified |")
+    L.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for c in CASES:
         if "probe" in c:
             continue
@@ -556,7 +569,7 @@ def write_results(rows, meta, out_path, profile_md):
             okn = sum(1 for r in rs if ok_run(r))
             ver = "yes" if all(r.get("verify_ok") for r in rs) else "NO"
             L.append(f"| {c['label']} | {NAMES[rel]} | {okn}/{len(rs)} | {rs[0].get('n', '?')} | {fmt(fig(rs, acc))} | {fmt(fig(rs, e2e))} | "
-                     f"{fmt(fig(rs, cpu_ms), 2)} | {fmt(fig(rs, rss))} | {fmt(fig(rs, pss))} | {fmt(fig(rs, lambda r: r.get('machine_busy_pct_of_2cores')), 0)} | {ver} |")
+                     f"{fmt(fig(rs, cpu_ms), 2)} | {fmt(fig(rs, rss))} | {fmt(fig(rs, pss))} | {fmt(fig(rs, lambda r: r.get('machine_busy_pct_of_2cores')), 0)} | {fmt(fig(rs, lambda r: r.get('steal_pct')), 1)} | {ver} |")
     L.append("")
     thr_cases = [(c, by.get((c["id"], "dkim-relay"))) for c in CASES if any(r.get("thread_cpu_s") and r.get("n") for r in by.get((c["id"], "dkim-relay"), []))]
     if thr_cases:
@@ -805,6 +818,7 @@ def main():
         print("\n".join(profile_md))
     if rows:
         load_vals = [float(r["load_before"]) for r in rows if r.get("load_before")]
+        steal_vals = [r["steal_pct"] for r in rows if r.get("steal_pct") is not None]
         meta = dict(
             date=datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
             command=command,
@@ -814,7 +828,10 @@ def main():
             software=software_facts(build_dir),
             revision=revision,
             load=f"load: `{uptime0}` at the start, `{uptime1}` at the end; 1-minute load average before each run: "
-                 f"median {statistics.median(load_vals):.2f}, max {max(load_vals):.2f}" if load_vals else "",
+                 f"median {statistics.median(load_vals):.2f}, max {max(load_vals):.2f}"
+                 + (f"; CPU steal during the runs (time the hypervisor gave this VM's 2 vCPUs to other guests, "
+                    f"/proc/stat): median {statistics.median(steal_vals):.1f} %, max {max(steal_vals):.1f} %" if steal_vals else "")
+                 if load_vals else "",
             shared=("the machine was shared: other developers ran builds and tests during this run (load averages above; the "
                     "'machine busy' column shows the whole machine, not just the relays), so absolute rates carry noise; "
                     "the interleaving spreads it over both relays" if load_vals and max(load_vals) > 1.0 else ""),
