@@ -3,21 +3,18 @@
 // no stack trace.
 import { parseArgs } from 'node:util';
 import { CliContext, CliError, Command, UsageError } from './cli-context';
-import { doctorCommand } from './cli/doctor-command';
-import { keygenCommand } from './cli/keygen-command';
-import { keysCommand } from './cli/keys-command';
-import { queueCommand } from './cli/queue-command';
-import { serveCommand } from './cli/serve-command';
-import { usersCommand } from './cli/users-command';
 import { ConfigError, loadConfig } from './config/load';
 
-const COMMANDS: Record<string, { run: Command; summary: string }> = {
-  serve: { run: serveCommand, summary: 'run the relay (submission, signing, spool, delivery)' },
-  keygen: { run: keygenCommand, summary: 'make a DKIM key for a domain and print its DNS record' },
-  keys: { run: keysCommand, summary: 'list DKIM keys, activate one once its record is in DNS, retire one' },
-  users: { run: usersCommand, summary: 'add, list or remove users allowed to AUTH' },
-  queue: { run: queueCommand, summary: 'list, show, retry or delete queued messages (works while the relay runs)' },
-  doctor: { run: doctorCommand, summary: 'check PTR, HELO, blocklists, SPF, DKIM and DMARC in DNS and print the fixes' },
+// Each command's module is loaded only when that command runs: `serve` then does not carry
+// doctor's DNS checks, keygen, the queue tool and so on in its memory. The summaries stay
+// here so that the usage needs none of them.
+const COMMANDS: Record<string, { load: () => Promise<Command>; summary: string }> = {
+  serve: { load: async () => (await import('./cli/serve-command')).serveCommand, summary: 'run the relay (submission, signing, spool, delivery)' },
+  keygen: { load: async () => (await import('./cli/keygen-command')).keygenCommand, summary: 'make a DKIM key for a domain and print its DNS record' },
+  keys: { load: async () => (await import('./cli/keys-command')).keysCommand, summary: 'list DKIM keys, activate one once its record is in DNS, retire one' },
+  users: { load: async () => (await import('./cli/users-command')).usersCommand, summary: 'add, list or remove users allowed to AUTH' },
+  queue: { load: async () => (await import('./cli/queue-command')).queueCommand, summary: 'list, show, retry or delete queued messages (works while the relay runs)' },
+  doctor: { load: async () => (await import('./cli/doctor-command')).doctorCommand, summary: 'check PTR, HELO, blocklists, SPF, DKIM and DMARC in DNS and print the fixes' },
 };
 
 export const USAGE = [
@@ -50,7 +47,8 @@ export async function main(argv: string[], io: Partial<Pick<CliContext, 'stdout'
     const command = COMMANDS[name];
     if (!command) throw new UsageError(`unknown command "${name}"\n${USAGE}`);
     const config = loadConfig({ configFile: typeof values.config === 'string' ? values.config : undefined });
-    return await command.run(argv.slice(commandIndex + 1), { config, stdout, stderr, stdin });
+    const run = await command.load();
+    return await run(argv.slice(commandIndex + 1), { config, stdout, stderr, stdin });
   } catch (err) {
     if (err instanceof UsageError) {
       stderr.write(`dkim-relay: ${err.message}\n`);

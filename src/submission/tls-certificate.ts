@@ -6,7 +6,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import forge from 'node-forge';
+import type * as Forge from 'node-forge';
 import { RelayConfig } from '../config/schema';
 
 export interface TlsCertificate {
@@ -119,6 +119,7 @@ function readUsablePair(keyFile: string, certFile: string): { key: string; cert:
  */
 export function makeSelfSigned(hostname: string, now = new Date()): { key: string; cert: string } {
   if (!hostname) throw new TlsCertificateError('no host name given for the self-signed certificate: set delivery.heloName (env RELAY_HELO_NAME), or tls.key and tls.cert');
+  const forge = loadForge();
   const pair = crypto.generateKeyPairSync('rsa', {
     modulusLength: 2048,
     publicKeyEncoding: { type: 'spki', format: 'pem' },
@@ -155,7 +156,15 @@ export function makeSelfSigned(hostname: string, now = new Date()): { key: strin
 }
 
 interface ForgeTbs {
-  getTBSCertificate(cert: forge.pki.Certificate): forge.asn1.Asn1;
+  getTBSCertificate(cert: Forge.pki.Certificate): Forge.asn1.Asn1;
+}
+
+/**
+ * node-forge, loaded only when a certificate is made: it is some 10 MB of memory once loaded,
+ * and a relay with a configured or an already made certificate never needs it.
+ */
+function loadForge(): typeof Forge {
+  return require('node-forge') as typeof Forge;
 }
 
 function writeAtomic(file: string, content: string, mode: number): void {
