@@ -7,7 +7,7 @@
 // When the message is refused, the rest of DATA is still read (the client is mid-transfer)
 // and nothing of it stays on disk.
 import crypto from 'node:crypto';
-import { parseHeaders } from 'mailauth/lib/tools';
+import { parseHeaderFields } from './dkim/header-fields';
 import { KeyStore } from './dkim/key-store';
 import { BodyHash, signHeaders, SigningError } from './dkim/signer';
 import { Logger } from './log';
@@ -255,7 +255,7 @@ export async function acceptMessage(input: AsyncIterable<Buffer>, message: Incom
 function prepareHeaders(section: Buffer, message: IncomingMessage, ctx: AcceptContext) {
   const body = section.subarray(0, section.length - 2); // without the blank line
   checkFieldSyntax(body);
-  const received = parseHeaders(body).parsed;
+  const received = parseHeaderFields(body);
   const facts = checkHeaders(received);
   checkSenderDomain(message.identity, facts.fromDomain, 'From header');
 
@@ -273,7 +273,7 @@ function prepareHeaders(section: Buffer, message: IncomingMessage, ctx: AcceptCo
     ctx.log.warn({ domain: facts.fromDomain }, `relaying unsigned mail: no DKIM key for ${facts.fromDomain}`);
     return { header, sign: null, signing: undefined };
   }
-  const parsed = added ? parseHeaders(header.subarray(0, header.length - 2)).parsed : received;
+  const parsed = added ? parseHeaderFields(header.subarray(0, header.length - 2)) : received;
   return {
     header,
     sign: (bodyHash: string) => signHeaders(parsed, bodyHash, keys),

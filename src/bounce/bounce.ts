@@ -2,7 +2,7 @@
 // when the relay has a DKIM key for its HELO name's domain (or a parent domain of it, which
 // DMARC relaxed alignment accepts), and committed to the spool like any accepted message,
 // so it is as durable as the mail it reports on. Never for a message with the null sender.
-import { parseHeaders } from 'mailauth/lib/tools';
+import { parseHeaderFields } from '../dkim/header-fields';
 import { KeyStore } from '../dkim/key-store';
 import { BodyHash, signHeaders } from '../dkim/signer';
 import { Logger } from '../log';
@@ -62,7 +62,7 @@ export async function queueBounce(
     if (!keys.length) continue;
     const hash = new BodyHash();
     hash.update(body);
-    const parsed = parseHeaders(header.subarray(0, header.length - 2)).parsed;
+    const parsed = parseHeaderFields(header.subarray(0, header.length - 2));
     dkimSignatures = await signHeaders(parsed, hash.digest(), keys);
     signing = { domain, selectors: keys.map((k) => k.selector) };
     break;

@@ -1,13 +1,14 @@
 // DKIM signing (RFC 6376), relaxed/relaxed, rsa-sha256 and ed25519-sha256 (RFC 8463).
 // The body is hashed as it streams past (never held whole); the header section, which is
-// small and already parsed by the intake, is signed at the end. mailauth does the
-// canonicalization; this file adds what its signer lacks: oversigning (h= names From once
-// more than the message has it, so a second From cannot be added without breaking the
-// signature) and one body hash shared by the RSA and the Ed25519 signature.
+// small and already parsed by the intake, is signed at the end. The body hash is mailauth's
+// (lib/dkim/body); the header side is ours (header-fields.ts: mailauth's lib/tools.js costs
+// ~25 MB of RSS in modules a signer does not need). Beyond a plain signer this adds
+// oversigning (h= names From once more than the message has it, so a second From cannot be
+// added without breaking the signature) and one body hash shared by the RSA and the Ed25519
+// signature.
 import crypto from 'node:crypto';
 import { dkimBody, BodyHasher } from 'mailauth/lib/dkim/body';
-import { generateCanonicalizedHeader } from 'mailauth/lib/dkim/header';
-import { formatSignatureHeaderLine, getSigningHeaderLines, ParsedHeader } from 'mailauth/lib/tools';
+import { canonicalSignatureField, formatSignatureField, HeaderField, relaxedField, selectSignedFields, SignatureTags } from './header-fields';
 
 export interface SigningKey {
   domain: string;
@@ -51,22 +52,30 @@ function signAsync(algorithm: string | null, data: Buffer, key: crypto.KeyObject
  * the header section. Rejects with SigningError when any signature cannot be made: a message
  * is never passed on as signed when it is not.
  */
-export async function signHeaders(headers: ParsedHeader[], bodyHash: string, keys: SigningKey[], now = new Date()): Promise<string> {
-  const selected = getSigningHeaderLines(headers, SIGNED_HEADERS.join(':'));
-  if (!selected.headers.some((h) => h.key === 'from')) throw new SigningError('the message has no From header to sign');
-  const keyNames = [selected.keys, ...OVERSIGNED_HEADERS].join(': ');
+export async function signHeaders(headers: HeaderField[], bodyHash: string, keys: SigningKey[], now = new Date()): Promise<string> {
+  const selected = selectSignedFields(headers, SIGNED_HEADERS, OVERSIGNED_HEADERS);
+  if (!selected.fields.some((h) => h.key === 'from')) throw new SigningError('the message has no From header to sign');
+  // RFC 6376 3.7: each signed field canonicalized and followed by CRLF, the same for every key
+  const signedFields = selected.fields.map((field) => relaxedField(field.line) + '\r\n').join('');
   const timestamp = Math.floor(now.getTime() / 1000);
   let out = '';
   for (const key of keys) {
-    const algorithm = key.algorithm === 'rsa' ? 'rsa-sha256' : 'ed25519-sha256';
-    const { canonicalizedHeader, dkimHeaderOpts } = generateCanonicalizedHeader('DKIM', { keys: keyNames, headers: selected.headers }, {
-      signingDomain: key.domain,
-      selector: key.selector,
-      algorithm,
+    const tags: SignatureTags = {
+      algorithm: key.algorithm === 'rsa' ? 'rsa-sha256' : 'ed25519-sha256',
       canonicalization: 'relaxed/relaxed',
-      bodyHash,
+      domain: key.domain,
+      headers: selected.names,
+      selector: key.selector,
       timestamp,
-    });
+      bodyHash,
+    };
+    const name = `${key.selector}._domainkey.${key.domain}`;
+    let canonicalizedHeader: Buffer;
+    try {
+      canonicalizedHeader = Buffer.from(signedFields + canonicalSignatureField(tags), 'latin1');
+    } catch (err) {
+      throw new SigningError(`cannot sign with ${name}: ${(err as Error).message}`);
+    }
     let signature: Buffer;
     try {
       signature = key.algorithm === 'rsa'
@@ -74,10 +83,9 @@ export async function signHeaders(headers: ParsedHeader[], bodyHash: string, key
         // RFC 8463: Ed25519 signs the sha256 hash of the canonicalized header
         : await signAsync(null, crypto.createHash('sha256').update(canonicalizedHeader).digest(), key.privateKey);
     } catch (err) {
-      throw new SigningError(`signing with ${key.selector}._domainkey.${key.domain} failed: ${(err as Error).message}`);
+      throw new SigningError(`signing with ${name} failed: ${(err as Error).message}`);
     }
-    dkimHeaderOpts.b = signature.toString('base64');
-    out += formatSignatureHeaderLine('DKIM', dkimHeaderOpts, true) + '\r\n';
+    out += formatSignatureField(tags, signature.toString('base64')) + '\r\n';
   }
   return out;
 }

@@ -3,7 +3,7 @@
 // Subject, Message-ID...), so a message they would refuse is refused here, while the client
 // is still there to hear why.
 import addressparser from 'nodemailer/lib/addressparser';
-import type { ParsedHeader } from 'mailauth/lib/tools';
+import type { HeaderField as ParsedHeader } from '../dkim/header-fields';
 import { Rejection } from './rejection';
 
 /** Fields RFC 5322 section 3.6 allows at most once. */
