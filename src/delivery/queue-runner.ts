@@ -83,6 +83,8 @@ export class QueueRunner {
   private wake: NodeJS.Timeout | null = null;
   private wakeAt = Infinity;
   private pumpQueued = false;
+  /** A scan stopped at MAX_JOBS: scan again when jobs end. */
+  private capped = false;
   private controlBusy = false;
   private stopped = false;
 
@@ -103,10 +105,15 @@ export class QueueRunner {
     this.control();
   }
 
-  /** A message just committed to the spool. */
+  /** A message just committed to the spool: its jobs start now, without a scan of the queue. */
   add(envelope: SpoolEnvelope): void {
     this.queue.set(envelope.id, envelope);
-    this.schedulePump();
+    if (this.stopped) return;
+    if (this.jobs >= MAX_JOBS) {
+      this.capped = true;
+      return;
+    }
+    this.setWake(this.pumpEnvelope(envelope, Date.now()));
   }
 
   get size(): number {
@@ -213,30 +220,44 @@ export class QueueRunner {
     });
   }
 
+  /** Scans the whole queue for due recipients (every pollMs, and after a retry request). */
   private pump(): void {
     if (this.stopped) return;
     const now = Date.now();
     let earliest = Infinity;
+    this.capped = false;
     for (const envelope of this.queue.values()) {
-      if (this.jobs >= MAX_JOBS) return;
-      if (this.deleteRequests.has(envelope.id)) continue;
-      const groups = new Map<string, RecipientState[]>();
-      for (const r of envelope.recipients) {
-        if (r.status !== 'queued' || this.busy.has(`${envelope.id}\n${r.address}`)) continue;
-        if (r.nextAttemptAt > now) {
-          earliest = Math.min(earliest, r.nextAttemptAt);
-          continue;
-        }
-        const key = this.options.route.smarthost ? '' : domainOf(r.address);
-        groups.set(key, [...(groups.get(key) ?? []), r]);
+      if (this.jobs >= MAX_JOBS) {
+        this.capped = true;
+        return;
       }
-      for (const [domain, recipients] of groups) this.startJob({ envelope, domain, recipients });
-      // Nothing left to deliver but a bounce that could not be queued before: try again.
-      if (!groups.size && !this.active.get(envelope.id) && !this.finalizing.has(envelope.id) && envelope.recipients.every((r) => r.status !== 'queued')) {
-        this.track(this.finalize(envelope).catch((err: Error) => this.options.log.error({ id: envelope.id, err: err.message }, 'finishing the message failed')));
-      }
+      earliest = Math.min(earliest, this.pumpEnvelope(envelope, now));
     }
     this.setWake(earliest);
+  }
+
+  /** Starts the jobs of one message's due recipients; returns when its next one is due. */
+  private pumpEnvelope(envelope: SpoolEnvelope, now: number): number {
+    if (this.deleteRequests.has(envelope.id)) return Infinity;
+    let earliest = Infinity;
+    const groups = new Map<string, RecipientState[]>();
+    for (const r of envelope.recipients) {
+      if (r.status !== 'queued' || this.busy.has(`${envelope.id}\n${r.address}`)) continue;
+      if (r.nextAttemptAt > now) {
+        earliest = Math.min(earliest, r.nextAttemptAt);
+        continue;
+      }
+      const key = this.options.route.smarthost ? '' : domainOf(r.address);
+      const group = groups.get(key);
+      if (group) group.push(r);
+      else groups.set(key, [r]);
+    }
+    for (const [domain, recipients] of groups) this.startJob({ envelope, domain, recipients });
+    // Nothing left to deliver but a bounce that could not be queued before: try again.
+    if (!groups.size && !this.active.get(envelope.id) && !this.finalizing.has(envelope.id) && envelope.recipients.every((r) => r.status !== 'queued')) {
+      this.track(this.finalize(envelope).catch((err: Error) => this.options.log.error({ id: envelope.id, err: err.message }, 'finishing the message failed')));
+    }
+    return earliest;
   }
 
   /** A timer for the next due recipient when it comes before the next poll. */
@@ -518,7 +539,10 @@ export class QueueRunner {
     } catch (err) {
       this.options.log.error({ id: envelope.id, err: (err as Error).message }, 'the spool could not record a delivery state; it is tried again later');
     }
-    this.schedulePump();
+    // No scan of the whole queue per job (that made every message cost O(queue size)):
+    // a wake-up for this job's deferred recipients, and a scan only if one was cut short.
+    if (this.capped) this.schedulePump();
+    else this.setWake(Math.min(...job.recipients.filter((r) => r.status === 'queued').map((r) => r.nextAttemptAt)));
   }
 
   /** Bounces, delay notices, deletion and removal of a message with no job running. */
