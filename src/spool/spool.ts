@@ -236,7 +236,7 @@ export class Spool {
   /** Messages known to have a state file (<id>.json) besides their .eml. */
   private readonly stateFiles = new Set<string>();
   /** The bytes of recently committed messages, for their first delivery. */
-  private readonly recent = new Map<string, Buffer[]>();
+  private readonly recent = new Map<string, Buffer>();
   private recentBytes = 0;
 
   constructor(readonly dataDir: string) {
@@ -409,10 +409,12 @@ export class Spool {
     return next;
   }
 
-  private remember(id: string, bytes: Buffer[]): void {
-    const size = bytes.reduce((n, b) => n + b.length, 0);
+  private remember(id: string, chunks: Buffer[]): void {
+    const size = chunks.reduce((n, b) => n + b.length, 0);
     if (this.recentBytes + size > RECENT_BUDGET) return; // read from disk when its turn comes
-    this.recent.set(id, bytes);
+    // One copy of exactly the message: the chunks may be views into larger socket buffers,
+    // which keeping them would keep whole (and outside the budget).
+    this.recent.set(id, Buffer.concat(chunks, size));
     this.recentBytes += size;
   }
 
@@ -420,7 +422,7 @@ export class Spool {
     const bytes = this.recent.get(id);
     if (!bytes) return;
     this.recent.delete(id);
-    this.recentBytes -= bytes.reduce((n, b) => n + b.length, 0);
+    this.recentBytes -= bytes.length;
   }
 
   /** Every queued envelope, read from disk (for the queue CLI; safe while a relay runs). */
@@ -470,7 +472,7 @@ export class Spool {
   openSigned(envelope: SpoolEnvelope): Buffer | Readable {
     const signatures = Buffer.from(envelope.dkimSignatures, 'latin1');
     const bytes = this.recent.get(envelope.id);
-    if (bytes) return Buffer.concat([signatures, ...bytes]);
+    if (bytes) return Buffer.concat([signatures, bytes]);
     if (!envelope.size) return signatures;
     const file = fs.createReadStream(this.messagePath(envelope.id), { start: 0, end: envelope.size - 1 });
     if (!signatures.length) return file;
