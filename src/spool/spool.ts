@@ -292,7 +292,12 @@ export class Spool {
     for (const name of names) {
       const file = path.join(this.queueDir, name);
       if (name.endsWith('.eml')) {
-        const envelope = await this.read(name.slice(0, -4));
+        // Only a file whose trailer is missing or broken is removed; a file that cannot be
+        // read (EIO, EACCES) stops the start instead of being taken for one never committed.
+        const id = name.slice(0, -4);
+        const envelope = (await this.readState(id)) ?? (await readTrailer<SpoolEnvelope>(file).catch((err: NodeJS.ErrnoException) => {
+          throw new SpoolError(`cannot read the queued message ${file} (${err.code ?? err.message}); fix the file's permissions or the disk, then start again`, err.code);
+        }));
         if (envelope) envelopes.push(envelope);
         else await fsp.rm(file, { force: true });
       } else if ((name.endsWith('.json') && !names.has(name.slice(0, -5) + '.eml')) || name.endsWith('.tmp')) {
@@ -347,17 +352,23 @@ export class Spool {
     return path.join(this.queueDir, `${id}.json`);
   }
 
-  /** A queued message's envelope: its state file when it has one, else its trailer. */
+  /** A queued message's envelope: its state file when it has one, else its trailer; null when neither can be read. */
   async read(id: string): Promise<SpoolEnvelope | null> {
+    const state = await this.readState(id);
+    if (state) return state;
+    try {
+      return await readTrailer<SpoolEnvelope>(this.messagePath(id));
+    } catch {
+      return null;
+    }
+  }
+
+  /** The state file's envelope; null when there is none (or an unreadable one: the trailer still holds the first state). */
+  private async readState(id: string): Promise<SpoolEnvelope | null> {
     try {
       const envelope = JSON.parse(await fsp.readFile(this.statePath(id), 'utf8')) as SpoolEnvelope;
       this.stateFiles.add(id);
       return envelope;
-    } catch {
-      // no state file yet (or an unreadable one: the trailer still holds the first state)
-    }
-    try {
-      return await readTrailer<SpoolEnvelope>(this.messagePath(id));
     } catch {
       return null;
     }

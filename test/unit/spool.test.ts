@@ -117,3 +117,14 @@ test('an aborted message leaves nothing, whether it was in memory or already on 
   expect(spoolFiles()).toEqual([]);
   expect(fs.readdirSync(path.join(dir, 'spool-tmp'))).toEqual([]);
 });
+
+test('a queued file that cannot be read stops the start, naming it, and is kept (never taken for one not committed)', async () => {
+  const spool = new Spool(dir);
+  await spool.open();
+  await commit(spool, messageOf(1000));
+  // root reads any file whatever its mode, so the unreadable "file" is a folder (EISDIR)
+  fs.mkdirSync(path.join(dir, 'spool', 'UNREADABLE.eml'));
+  await expect(new Spool(dir).open()).rejects.toThrow(/cannot read the queued message .*UNREADABLE\.eml \(EISDIR\); fix/);
+  expect(spoolFiles()).toContain('UNREADABLE.eml');
+  expect(spoolFiles().filter((f) => f.endsWith('.eml'))).toHaveLength(2);
+});
