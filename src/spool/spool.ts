@@ -152,8 +152,8 @@ export class MessageWriter {
     return this.bytes;
   }
 
-  /** True while write() needs no await (the bytes go to memory). */
-  fits(length: number): boolean {
+  /** The next `length` bytes can still be held in memory. */
+  private fits(length: number): boolean {
     return this.chunks !== null && this.bytes + length <= MEMORY_LIMIT;
   }
 
