@@ -1,14 +1,18 @@
 // The durable queue on disk. A message is one file, <dataDir>/spool/<id>.eml: the message
 // bytes as received (after the intake's header fixes), then a trailer holding the envelope
 // (sender, recipients, the DKIM-Signature fields to put in front of the message) as JSON,
-// then a fixed-size footer giving the JSON's length (trailer.ts). Accepting a message is
-//   write spool-tmp/<id>.eml (message + trailer) + fsync, rename into spool/, fsync spool/
-// (that folder fsync is shared by the messages committed at the same moment); only then may
-// the client hear 250. One file, one fsync of it: the envelope is known only at the end of
-// DATA (the signature needs the body hash), hence a trailer rather than a header.
-// A small message is held in memory until its commit and written with a single write; a
-// large one streams to the file as it arrives. The bytes of a message just committed stay
-// in memory (within a budget) so its first delivery does not read the file back.
+// then a fixed-size footer giving the JSON's length (trailer.ts). The envelope is known only
+// at the end of DATA (the signature needs the body hash), hence a trailer rather than a
+// header; and since the trailer is written last, a file whose trailer is whole is a file
+// whose bytes are all there. Accepting a message is
+// - small (held in memory until its commit): write spool/<id>.eml at once, then fsync the
+//   file and fsync spool/ together (the folder's fsync is shared by the messages committed
+//   at the same moment). The file needs no temporary name: until its trailer is whole it
+//   is nobody's, and nothing orders the two fsyncs, so neither waits for the other.
+// - large (streamed to disk as it arrives): spool-tmp/<id>.eml + fsync, rename into spool/,
+//   fsync spool/. Its trailer comes long after its first bytes, so it is written aside.
+// Only then may the client hear 250. The bytes of a message just committed stay in memory
+// (within a budget) so its first delivery does not read the file back.
 // Delivery state (per recipient, and a short attempt history) lives in <id>.json once the
 // first attempt leaves something to remember (a deferral, a bounce): rewritten after each
 // such attempt (tmp + fsync + rename); when it exists it wins over the trailer. A message
@@ -144,8 +148,6 @@ export class MessageWriter {
   private chunks: Buffer[] | null = [];
   private handle: fsp.FileHandle | null = null;
   private closed = false;
-  /** The temporary file exists (abort must remove it). */
-  private written = false;
   constructor(private readonly spool: Spool, readonly id: string, private readonly tmpFile: string) {}
 
   get size(): number {
@@ -172,23 +174,15 @@ export class MessageWriter {
   async commit(envelope: Omit<SpoolEnvelope, 'id' | 'size'>): Promise<SpoolEnvelope> {
     const full: SpoolEnvelope = { ...envelope, id: this.id, size: this.bytes };
     const trailer = encodeTrailer(full);
-    if (this.handle) {
-      await writeAll(this.handle, [trailer]);
-      await this.handle.sync();
-      this.closed = true;
-      await this.handle.close();
-    } else {
-      // held in memory: one synchronous write of the whole file, then the fsync in the pool
-      const fd = fs.openSync(this.tmpFile, 'wx', 0o600);
-      this.written = true;
-      try {
-        writeAllSync(fd, [...this.chunks!, trailer]);
-        await fsync(fd);
-      } finally {
-        fs.closeSync(fd);
-      }
+    if (!this.handle) {
+      await this.spool.commitFromMemory(this.id, this.chunks!, trailer);
+      return full;
     }
-    this.spool.commitFile(this.id, this.tmpFile, this.chunks);
+    await writeAll(this.handle, [trailer]);
+    await this.handle.sync();
+    this.closed = true;
+    await this.handle.close();
+    this.spool.commitFile(this.id, this.tmpFile);
     await this.spool.syncQueue(this.id);
     return full;
   }
@@ -198,12 +192,11 @@ export class MessageWriter {
     this.chunks = null;
     if (this.handle && !this.closed) await this.handle.close().catch(() => undefined);
     this.closed = true;
-    if (this.handle || this.written) await fsp.unlink(this.tmpFile).catch(() => undefined);
+    if (this.handle) await fsp.unlink(this.tmpFile).catch(() => undefined);
   }
 
   private async openFile(): Promise<void> {
     this.handle = await fsp.open(this.tmpFile, 'wx', 0o600);
-    this.written = true;
   }
 }
 
@@ -319,18 +312,47 @@ export class Spool {
   }
 
   /**
-   * @internal the commit protocol described at the top of this file, once the writer has
-   * written and fsynced the temporary file: the rename into the queue. `bytes`: the message,
-   * when it was held in memory.
+   * @internal the commit of a message held in memory (see the top of this file): one
+   * synchronous write of the whole file into the queue, then its fsync and the folder's at
+   * once. Resolves when both are done; on any failure the file is removed and nothing was
+   * accepted.
    */
-  commitFile(id: string, tmpFile: string, bytes: Buffer[] | null): void {
+  async commitFromMemory(id: string, message: Buffer[], trailer: Buffer): Promise<void> {
+    const file = this.messagePath(id);
+    let fd: number;
+    try {
+      fd = fs.openSync(file, 'wx', 0o600);
+    } catch (err) {
+      throw asSpoolError(err);
+    }
+    let failure: unknown = null;
+    try {
+      writeAllSync(fd, [...message, trailer]);
+      // allSettled, not all: the descriptor is closed only once its fsync is over
+      const synced = await Promise.allSettled([fsync(fd), this.queueDirSync.sync()]);
+      failure = synced.find((r): r is PromiseRejectedResult => r.status === 'rejected')?.reason ?? null;
+    } catch (err) {
+      failure = err;
+    }
+    fs.closeSync(fd);
+    if (failure) {
+      unlinkIfPresent(file);
+      throw asSpoolError(failure);
+    }
+    this.remember(id, message);
+  }
+
+  /**
+   * @internal the commit of a message streamed to disk (see the top of this file), once the
+   * writer has written and fsynced the temporary file: the rename into the queue.
+   */
+  commitFile(id: string, tmpFile: string): void {
     try {
       fs.renameSync(tmpFile, this.messagePath(id));
     } catch (err) {
       unlinkIfPresent(tmpFile);
       throw asSpoolError(err);
     }
-    if (bytes) this.remember(id, bytes);
   }
 
   /** @internal the folder fsync that makes the rename of `id` durable (shared, see FolderSync). */

@@ -45,6 +45,14 @@ async function arrived(s: { messages: SinkMessage[] }, subject: string, timeoutM
   }
 }
 
+async function waitFor(done: () => boolean, timeoutMs = 15000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!done()) {
+    if (Date.now() > deadline) throw new Error(`still not so after ${timeoutMs} ms; log: ${h.logFile}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
 function attemptsFor(id: string, recipient?: string): Record<string, unknown>[] {
   return logLines(h).filter((l) => l.msg === 'delivery attempt' && l.id === id && (recipient === undefined || l.recipient === recipient));
 }
@@ -291,26 +299,33 @@ describe('malformed messages are refused before anything is queued', () => {
   });
 });
 
-test('a spool that cannot be written: 452 4.3.1, never 250; accepted again once it can be written', async () => {
-  // Root ignores permission bits, so the spool's tmp folder is replaced by a plain file:
-  // creating a message file in it fails (ENOTDIR) for any user.
-  const tmpDir = path.join(h.config.dataDir, 'spool-tmp');
-  expect(fs.statSync(tmpDir).isDirectory()).toBe(true);
-  const queued = fs.readdirSync(path.join(h.config.dataDir, 'spool')).length;
-  fs.rmSync(tmpDir, { recursive: true });
-  fs.writeFileSync(tmpDir, 'not a folder');
+// A small message is written straight into spool/, a large one (over 256 KiB, streamed as it
+// arrives) into spool-tmp/ first: each folder is broken in turn. Root ignores permission
+// bits, so the folder is replaced by a plain file: creating a message file in it fails
+// (ENOTDIR) for any user.
+test.each([
+  ['small', 'spool', ''],
+  ['large', 'spool-tmp', `${'y'.repeat(998)}\r\n`.repeat(400)],
+])('a spool that cannot be written (%s message, %s/): 452 4.3.1, never 250; accepted again once it can be written', async (kind, folder, body) => {
+  const broken = path.join(h.config.dataDir, folder);
+  const queueDir = path.join(h.config.dataDir, 'spool');
+  // nothing queued or being removed while spool/ is set aside
+  await waitFor(() => fs.readdirSync(queueDir).length === 0);
+  const aside = `${broken}.aside`;
+  fs.renameSync(broken, aside);
+  fs.writeFileSync(broken, 'not a folder');
   try {
-    const r = await submitError(h, { raw: rawMessage(`app@${DOMAIN}`, 'user@dest.test', { subject: 'spool broken' }) });
+    const r = await submitError(h, { raw: rawMessage(`app@${DOMAIN}`, 'user@dest.test', { subject: `spool broken ${kind}`, body }) });
     expect(r.code).toBe(452);
     expect(r.response).toMatch(/^452 4\.3\.1 .*spool/);
-    expect(fs.readdirSync(path.join(h.config.dataDir, 'spool')).length).toBeLessThanOrEqual(queued);
   } finally {
-    fs.rmSync(tmpDir, { force: true });
-    fs.mkdirSync(tmpDir, { mode: 0o700 });
+    fs.rmSync(broken, { force: true });
+    fs.renameSync(aside, broken);
   }
-  const subject = 'spool writable again';
-  const { response } = await submit(h, { raw: rawMessage(`app@${DOMAIN}`, 'user@dest.test', { subject }) });
+  expect(fs.readdirSync(queueDir)).toEqual([]);
+  const subject = `spool writable again ${kind}`;
+  const { response } = await submit(h, { raw: rawMessage(`app@${DOMAIN}`, 'user@dest.test', { subject, body }) });
   expect(response).toMatch(/^250 2\.0\.0 queued as /);
   expect((await verifyDkim((await arrived(sink, subject)).data, h.records)).ok).toBe(true);
-  expect(sink.messages.some((m) => m.data.includes('Subject: spool broken\r\n'))).toBe(false);
+  expect(sink.messages.some((m) => m.data.includes(`Subject: spool broken ${kind}\r\n`))).toBe(false);
 });

@@ -91,9 +91,12 @@ test('at start, what was never committed or is left of a removal is cleaned away
   const kept = await commit(spool, messageOf(3000));
   const queue = path.join(dir, 'spool');
   const whole = fs.readFileSync(spool.messagePath(kept.id));
-  // a torn file (cut inside its trailer), a file without any trailer, an orphan state file, a temporary file
+  // a torn file (cut inside its trailer), a file without any trailer, an empty one (a small
+  // message's file is created in the queue folder itself: a crash right after), an orphan
+  // state file, a temporary file
   fs.writeFileSync(path.join(queue, 'TORN.eml'), whole.subarray(0, whole.length - 5));
   fs.writeFileSync(path.join(queue, 'BARE.eml'), messageOf(500));
+  fs.writeFileSync(path.join(queue, 'EMPTY.eml'), '');
   fs.writeFileSync(path.join(queue, 'ORPHAN.json'), JSON.stringify(kept));
   fs.writeFileSync(path.join(queue, `${kept.id}.json.tmp`), '{');
   // a trailer whose stated message size does not match the bytes before it
