@@ -135,6 +135,14 @@ describe('queue CLI', () => {
     fs.rmSync(s.dir, { recursive: true, force: true });
   });
 
+  test('serve replaces itself once with its memory settings: same pid, young generation capped, two malloc arenas', () => {
+    const pid = relay.child.pid!;
+    const cmdline = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
+    expect(cmdline).toContain('--max-semi-space-size=4');
+    expect(cmdline.slice(-2)).toEqual([BIN, 'serve']);
+    expect(fs.readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0')).toContain('MALLOC_ARENA_MAX=2');
+  });
+
   test('list, show, retry, delete --bounce against a running relay; delete on a stopped one', async () => {
     const ids: string[] = [];
     for (const who of ['one', 'two', 'three']) {
