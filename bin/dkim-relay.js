@@ -20,8 +20,13 @@ if (major < 22 || (major === 22 && minor < 19)) {
 const command = commandOf(process.argv.slice(2));
 const userSetSemiSpace = [...process.execArgv, process.env.NODE_OPTIONS || ''].some((a) => a.includes('--max-semi-space-size'));
 if (command === 'serve' && !userSetSemiSpace && typeof process.execve === 'function') {
-  process.execve(process.execPath, [process.execPath, '--max-semi-space-size=4', ...process.execArgv, ...process.argv.slice(1)],
-    { MALLOC_ARENA_MAX: '2', ...process.env });
+  try {
+    process.execve(process.execPath, [process.execPath, '--max-semi-space-size=4', ...process.execArgv, ...process.argv.slice(1)],
+      { MALLOC_ARENA_MAX: '2', ...process.env });
+  } catch (err) {
+    // only reached when the exec itself failed: the relay runs as it is, with Node's defaults
+    process.stderr.write(`dkim-relay: running with Node's default memory settings (re-executing failed: ${err && err.message})\n`);
+  }
 }
 let cli;
 try {
