@@ -4,7 +4,8 @@
 // then a fixed-size footer giving the JSON's length (trailer.ts). The envelope is known only
 // at the end of DATA (the signature needs the body hash), hence a trailer rather than a
 // header; and since the trailer is written last, a file whose trailer is whole is a file
-// whose bytes are all there. Accepting a message is
+// whose bytes are all there (after a crash too, on file systems that write data before the
+// size that covers it: ext4 data=ordered, the default, XFS, btrfs). Accepting a message is
 // - small (held in memory until its commit): write spool/<id>.eml at once, then fsync the
 //   file and fsync spool/ together (the folder's fsync is shared by the messages committed
 //   at the same moment). The file needs no temporary name: until its trailer is whole it
