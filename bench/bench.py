@@ -6,7 +6,7 @@ the same DKIM verification (python3-dkim), all from ../shared/peer, which is cal
 copied. For every case the two relays run interleaved (A B A B ...), each run on a freshly
 started relay after a warm-up (WARMUP), and bench/RESULTS.md gets medians with min-max.
 
-  npm run bench                       # full run (~10 min), writes bench/RESULTS.md
+  npm run bench                       # full run (~20 min), writes bench/RESULTS.md
   npm run bench -- --quick            # 1 run per case, fewer messages (~3 min)
   npm run bench -- --cases c20,big    # some cases only (see --list)
   npm run bench -- --ref HEAD         # measure a committed revision (git archive into a temp dir)
