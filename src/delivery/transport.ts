@@ -8,6 +8,7 @@ import net from 'node:net';
 import { Readable } from 'node:stream';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import { classifyError, classifyReply, describeError, Outcome } from './classify';
+import './dot-stuffing-fast-path';
 import { Destination } from './route';
 
 export interface TransportOptions {
