@@ -8,6 +8,7 @@ import { Rejection } from '../policy/rejection';
 import { checkSenderDomain, domainOf } from '../policy/sender-domains';
 import { UserDirectory } from '../users/store';
 import { AuthFailures } from './auth-failures';
+import './data-dot-search';
 import './greeting-without-delay';
 import './reply-codes';
 
