@@ -48,10 +48,10 @@ E = None  # peer.env values, filled in main()
 # ------------------------------------------------------------------ cases
 # reuse: smtp-source -d (the next message over the same connection); else one connection per message.
 CASES = [
-    dict(id="c20", label="20 sessions, 10 KB", size=10240, sessions=20, reuse=False, n=800, quick=300),
-    dict(id="c1", label="1 session, 10 KB", size=10240, sessions=1, reuse=False, n=300, quick=100),
-    dict(id="c20d", label="20 sessions, 10 KB, connection reuse", size=10240, sessions=20, reuse=True, n=800, quick=300),
-    dict(id="c1d", label="1 session, 10 KB, connection reuse", size=10240, sessions=1, reuse=True, n=400, quick=150),
+    dict(id="c20", label="20 sessions, 10 KB", size=10240, sessions=20, reuse=False, n=2000, quick=300),
+    dict(id="c1", label="1 session, 10 KB", size=10240, sessions=1, reuse=False, n=1000, quick=100),
+    dict(id="c20d", label="20 sessions, 10 KB, connection reuse", size=10240, sessions=20, reuse=True, n=2000, quick=300),
+    dict(id="c1d", label="1 session, 10 KB, connection reuse", size=10240, sessions=1, reuse=True, n=1000, quick=150),
     dict(id="k1", label="20 sessions, 1 KB, connection reuse", size=1024, sessions=20, reuse=True, n=800, quick=300),
     dict(id="k100", label="20 sessions, 100 KB, connection reuse", size=102400, sessions=20, reuse=True, n=300, quick=100),
     dict(id="dual", label="20 sessions, 10 KB, RSA-2048 + Ed25519, connection reuse", size=10240, sessions=20, reuse=True,
