@@ -747,7 +747,9 @@ def build(ref, tmp):
     if r.returncode != 0:
         sys.exit(f"build of {ref} failed:\n{r.stdout}{r.stderr}")
     subject = sh(["git", "log", "-1", "--format=%s", rev], cwd=REPO).stdout.strip()
-    return d, f"revision: {rev} ({subject[:80]}), built from `git archive` (uncommitted work of others excluded)"
+    if len(subject) > 80:
+        subject = subject[:80].rsplit(" ", 1)[0] + " ..."
+    return d, f"revision: {rev} ({subject}), built from `git archive` (uncommitted work of others excluded)"
 
 
 def profile(relay, quick, tmp):
