@@ -32,6 +32,9 @@ export async function startRelay(config: RelayConfig, options: { log?: Logger } 
   const spool = new Spool(config.dataDir);
   await spool.lock();
   const queued = await spool.open();
+  for (const file of spool.damaged) {
+    log.error({ file }, 'a queued message does not match its checksum (written out of order before a crash, or damaged on disk): moved to spool-damaged/ and not sent; if the message in it is whole (the file is the message, then its envelope as JSON), submit it again');
+  }
   const tls = loadTlsCertificate(config, hostname);
   if (tls.generated) log.info({ cert: tls.path }, 'made a self-signed TLS certificate for submission');
   const users = new UserDirectory(config.usersFile, {

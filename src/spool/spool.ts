@@ -5,7 +5,9 @@
 // at the end of DATA (the signature needs the body hash), hence a trailer rather than a
 // header; and since the trailer is written last, a file whose trailer is whole is a file
 // whose bytes are all there (after a crash too, on file systems that write data before the
-// size that covers it: ext4 data=ordered, the default, XFS, btrfs). Accepting a message is
+// size that covers it: ext4 data=ordered, the default, XFS, btrfs). Where that order is not
+// kept (ext4 without a journal), the envelope's CRC-32 of the message bytes, checked at
+// start, catches a whole trailer after bytes that never reached the disk. Accepting a message is
 // - small (held in memory until its commit): write spool/<id>.eml at once, then fsync the
 //   file and fsync spool/ together (the folder's fsync is shared by the messages committed
 //   at the same moment). The file needs no temporary name: until its trailer is whole it
@@ -19,7 +21,8 @@
 // such attempt (tmp + fsync + rename); when it exists it wins over the trailer. A message
 // delivered at the first attempt never gets one. A crash between a 250 from the MX and that
 // write sends it again (at least once, never lost). Writes of one message are serialized.
-// On start, a .eml without a valid trailer was never acknowledged: removed.
+// On start, a .eml without a valid trailer was never acknowledged: removed. One whose bytes
+// do not match their checksum may or may not have been: moved to spool-damaged/, not sent.
 // One process owns a spool at a time: <dataDir>/spool.lock holds its pid. The queue CLI
 // reads the spool directly and, while a relay holds the lock, asks it to change things
 // through request files in <dataDir>/control/ (control.ts).
@@ -29,6 +32,7 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { promisify } from 'node:util';
+import zlib from 'node:zlib';
 import { encodeTrailer, readTrailer } from './trailer';
 
 export type RecipientStatus = 'queued' | 'delivered' | 'failed';
@@ -71,6 +75,8 @@ export interface SpoolEnvelope {
   /** DKIM-Signature header fields, CRLF-terminated, sent in front of the message. */
   dkimSignatures: string;
   size: number;
+  /** CRC-32 of the `size` message bytes; checked at start (absent in spools of older versions). */
+  crc32?: number;
   client: { address: string; user?: string };
   signing?: { domain: string; selectors: string[] };
   /** Recent attempts, oldest first. */
@@ -146,6 +152,7 @@ const RECENT_BUDGET = 32 * 1024 * 1024;
  */
 export class MessageWriter {
   private bytes = 0;
+  private crc = 0;
   private chunks: Buffer[] | null = [];
   private handle: fsp.FileHandle | null = null;
   private closed = false;
@@ -161,6 +168,7 @@ export class MessageWriter {
   }
 
   async write(chunk: Buffer): Promise<void> {
+    this.crc = zlib.crc32(chunk, this.crc);
     if (this.fits(chunk.length)) {
       this.chunks!.push(chunk);
     } else {
@@ -173,7 +181,7 @@ export class MessageWriter {
 
   /** Makes the message durable and part of the queue. Resolves only once it is on disk. */
   async commit(envelope: Omit<SpoolEnvelope, 'id' | 'size'>): Promise<SpoolEnvelope> {
-    const full: SpoolEnvelope = { ...envelope, id: this.id, size: this.bytes };
+    const full: SpoolEnvelope = { ...envelope, id: this.id, size: this.bytes, crc32: this.crc };
     const trailer = encodeTrailer(full);
     if (!this.handle) {
       await this.spool.commitFromMemory(this.id, this.chunks!, trailer);
@@ -224,6 +232,10 @@ export class Spool {
   readonly queueDir: string;
   readonly tmpDir: string;
   readonly lockFile: string;
+  /** Where open() moves queued messages whose bytes do not match their checksum. */
+  readonly damagedDir: string;
+  /** The files open() moved to damagedDir (for the relay to report). */
+  damaged: string[] = [];
   /** Per message, the end of its chain of state writes. */
   private readonly writes = new Map<string, Promise<void>>();
   private readonly queueDirSync: FolderSync;
@@ -237,6 +249,7 @@ export class Spool {
     this.queueDir = path.join(dataDir, 'spool');
     this.queueDirSync = new FolderSync(this.queueDir);
     this.tmpDir = path.join(dataDir, 'spool-tmp');
+    this.damagedDir = path.join(dataDir, 'spool-damaged');
     this.lockFile = path.join(dataDir, 'spool.lock');
   }
 
@@ -276,7 +289,10 @@ export class Spool {
     if (Spool.lockHolder(this.dataDir) === process.pid) await fsp.rm(this.lockFile, { force: true });
   }
 
-  /** Creates the folders, removes what was never acknowledged. Returns the queued envelopes. */
+  /**
+   * Creates the folders, removes what was never acknowledged, sets aside what does not match
+   * its checksum (listed in `damaged`). Returns the queued envelopes.
+   */
   async open(): Promise<SpoolEnvelope[]> {
     await fsp.mkdir(this.queueDir, { recursive: true, mode: 0o700 });
     await fsp.rm(this.tmpDir, { recursive: true, force: true });
@@ -288,17 +304,40 @@ export class Spool {
       if (name.endsWith('.eml')) {
         // Only a file whose trailer is missing or broken is removed; a file that cannot be
         // read (EIO, EACCES) stops the start instead of being taken for one never committed.
+        // A file whose checksum does not match is set aside (setAside).
         const id = name.slice(0, -4);
-        const envelope = (await this.readState(id)) ?? (await readTrailer<SpoolEnvelope>(file).catch((err: NodeJS.ErrnoException) => {
+        const unreadable = (err: NodeJS.ErrnoException): never => {
           throw new SpoolError(`cannot read the queued message ${file} (${err.code ?? err.message}); fix the file's permissions or the disk, then start again`, err.code);
-        }));
-        if (envelope) envelopes.push(envelope);
-        else await fsp.rm(file, { force: true });
+        };
+        const envelope = (await this.readState(id)) ?? (await readTrailer<SpoolEnvelope>(file).catch(unreadable));
+        if (!envelope) await fsp.rm(file, { force: true });
+        else if (envelope.crc32 !== undefined && (await checksumOf(file, envelope.size).catch(unreadable)) !== envelope.crc32) await this.setAside(id);
+        else envelopes.push(envelope);
       } else if ((name.endsWith('.json') && !names.has(name.slice(0, -5) + '.eml')) || name.endsWith('.tmp')) {
         await fsp.rm(file, { force: true }); // a state file left by a removal cut short
       }
     }
     return envelopes.sort((a, b) => a.receivedAt.localeCompare(b.receivedAt));
+  }
+
+  /**
+   * A message whose trailer is whole but whose bytes are not what was written: its file
+   * reached the disk out of order (file systems that do not write data before the size, such
+   * as ext4 without a journal) or was damaged later. Whether its client heard 250 cannot be
+   * told, so it is neither sent nor deleted: it is moved aside for a person to look at.
+   */
+  private async setAside(id: string): Promise<void> {
+    await fsp.mkdir(this.damagedDir, { recursive: true, mode: 0o700 });
+    for (const name of [`${id}.eml`, `${id}.json`]) {
+      try {
+        await fsp.rename(path.join(this.queueDir, name), path.join(this.damagedDir, name));
+      } catch (err) {
+        ignoreMissing(err as NodeJS.ErrnoException);
+        continue;
+      }
+      this.damaged.push(path.join(this.damagedDir, name));
+    }
+    this.stateFiles.delete(id);
   }
 
   newId(): string {
@@ -515,6 +554,16 @@ export class Spool {
       for await (const chunk of file) yield chunk as Buffer;
     })());
   }
+}
+
+/** CRC-32 of the first `size` bytes of `file`. */
+async function checksumOf(file: string, size: number): Promise<number> {
+  let crc = 0;
+  if (!size) return crc;
+  for await (const chunk of fs.createReadStream(file, { start: 0, end: size - 1, highWaterMark: 1 << 20 })) {
+    crc = zlib.crc32(chunk as Buffer, crc);
+  }
+  return crc;
 }
 
 async function writeFileSynced(file: string, text: string): Promise<void> {

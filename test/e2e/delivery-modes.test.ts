@@ -1,8 +1,8 @@
 // Delivery modes and delivery trouble, end to end over real SMTP and DNS on loopback:
 // smarthost, the implicit-TLS submission port, relaying unsigned mail by setting, a
 // temporary failure retried, a permanent failure for one recipient of two, an MX whose
-// STARTTLS breaks, an MX certificate that does not verify, malformed messages refused, and
-// a spool that cannot be written.
+// STARTTLS breaks, an MX certificate that does not verify, malformed messages refused, a
+// spool that cannot be written, and a queued message damaged on disk.
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -56,6 +56,31 @@ async function waitFor(done: () => boolean, timeoutMs = 15000): Promise<void> {
 function attemptsFor(id: string, recipient?: string): Record<string, unknown>[] {
   return logLines(h).filter((l) => l.msg === 'delivery attempt' && l.id === id && (recipient === undefined || l.recipient === recipient));
 }
+
+describe('a queued message damaged on disk', () => {
+  afterAll(() => h.restart());
+
+  test('is set aside at the next start with an error line naming it, and not sent', async () => {
+    const closed = await freePort(); // nothing listens there: every attempt is deferred
+    await h.restart({ RELAY_SMARTHOST: `127.0.0.8:${closed}` });
+    const { response } = await submit(h, { raw: rawMessage(`app@${DOMAIN}`, 'user@dest.test', { subject: 'damaged' }) });
+    const id = idOf(response);
+    await waitForLog(h, (l) => l.msg === 'delivery attempt' && l.id === id && l.outcome === 'deferred');
+    // What a file system that writes the size before the data can leave after a crash.
+    const file = path.join(h.config.dataDir, 'spool', `${id}.eml`);
+    const fd = fs.openSync(file, 'r+');
+    fs.writeSync(fd, Buffer.from('X'), 0, 1, 10);
+    fs.closeSync(fd);
+
+    await h.restart({ RELAY_SMARTHOST: `127.0.0.8:${closed}` });
+    const line = await waitForLog(h, (l) => String(l.msg).startsWith('a queued message does not match its checksum'));
+    expect(line.level).toBe(50);
+    expect(line.file).toBe(path.join(h.config.dataDir, 'spool-damaged', `${id}.eml`));
+    expect(fs.existsSync(file)).toBe(false);
+    expect(fs.existsSync(path.join(h.config.dataDir, 'spool-damaged', `${id}.eml`))).toBe(true);
+    expect(h.relay.queue.envelopes().map((e) => e.id)).not.toContain(id);
+  });
+});
 
 describe('smarthost', () => {
   let smarthost: Sink;
