@@ -1,13 +1,13 @@
 // nodemailer's DataStream prepares the DATA body (RFC 5321 4.5.2: a dot starting a line is
 // doubled; a bare CR or LF becomes CRLF, which also keeps "\r.\r" smuggling out) by looking
-// at every byte in JavaScript: about 0.1 ms per 10 KB message here, the largest single item
-// of delivery in the relay's profile. The spool holds CRLF text whose lines seldom start with
-// a dot, so this shim first asks Buffer.indexOf (memchr) whether a chunk has anything to
-// change at all: a CR not followed by LF, an LF not preceded by CR, a dot after a line break
-// or at the start. A chunk with none passes through as it is; a chunk with any is handed to
-// nodemailer's own code, so the output is always what nodemailer would send
-// (test/unit/dot-stuffing-fast-path.test.ts compares both on random input). Installed once,
-// at module load.
+// at every byte in JavaScript: 275-288 ms of CPU for the 50 MB bench message here (54-82 ms
+// with this shim), and the largest single item of delivery in the relay's profile at 10 KB.
+// The spool holds CRLF text whose lines seldom start with a dot, so this shim first asks
+// Buffer.indexOf (memchr) whether a chunk has anything to change at all: a CR not followed
+// by LF, an LF not preceded by CR, a dot after a line break or at the start. A chunk with
+// none passes through as it is; a chunk with any is handed to nodemailer's own code, so the
+// output is always what nodemailer would send (test/unit/dot-stuffing-fast-path.test.ts
+// compares both on random input). Installed once, at module load.
 import DataStream from 'nodemailer/lib/smtp-connection/data-stream';
 
 const CR = 0x0d;

@@ -235,7 +235,7 @@ export class Spool {
   /** Where open() moves queued messages whose bytes do not match their checksum. */
   readonly damagedDir: string;
   /** The files open() moved to damagedDir (for the relay to report). */
-  damaged: string[] = [];
+  readonly damaged: string[] = [];
   /** Per message, the end of its chain of state writes. */
   private readonly writes = new Map<string, Promise<void>>();
   private readonly queueDirSync: FolderSync;
