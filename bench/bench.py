@@ -70,6 +70,8 @@ CASES = [
     dict(id="big", label="one 50 MB message", size=50_000_000, sessions=1, reuse=False, n=1, quick=1, runs=2, quick_runs=1),
 ]
 RELAYS = ("dkim-relay", "postfix")
+# Runs per relay of a case that does not say (`runs=`).
+DEFAULT_RUNS = 3
 # Messages sent before every measured run (10 sessions, connection reuse), to both relays: a
 # relay runs for days, so the cases measure it warm (V8 has compiled the hot paths; Postfix's
 # processes are forked). c20cold measures a relay just started.
@@ -510,9 +512,9 @@ def runs_note(a, cases):
     by = {}
     for c in cases:
         if "probe" not in c:
-            by.setdefault(c.get("runs", 3), []).append(c["id"])
-    parts = [f"{n} runs per relay for {', '.join(ids)}" for n, ids in sorted(by.items(), reverse=True) if n != 3]
-    return "; ".join(parts + ["3 for the others"]) if parts else "3 runs per relay per case"
+            by.setdefault(c.get("runs", DEFAULT_RUNS), []).append(c["id"])
+    parts = [f"{n} runs per relay for {', '.join(ids)}" for n, ids in sorted(by.items(), reverse=True) if n != DEFAULT_RUNS]
+    return "; ".join(parts + [f"{DEFAULT_RUNS} for the others"]) if parts else f"{DEFAULT_RUNS} runs per relay per case"
 
 
 def write_results(rows, meta, out_path, profile_md):
@@ -853,7 +855,7 @@ def main():
         if a.profile_only:
             selected = []
         for case in selected:
-            runs = a.runs or (case.get("quick_runs", 1) if a.quick else case.get("runs", 3))
+            runs = a.runs or (case.get("quick_runs", 1) if a.quick else case.get("runs", DEFAULT_RUNS))
             relays = [x for x in case.get("relays", RELAYS) if x in a.relays.split(",")]
             for run_no in range(1, runs + 1):
                 for rel in (dr, pf):
