@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
-import { Spool, SpoolEnvelope } from '../../src/spool/spool';
+import { ownCopy, Spool, SpoolEnvelope } from '../../src/spool/spool';
 import { encodeTrailer, FOOTER_LENGTH } from '../../src/spool/trailer';
 
 let dir: string;
@@ -66,6 +66,19 @@ test.each([['small (held in memory)', 10 * 1024], ['large (streamed to disk)', 7
     expect((await bytesOf(again.openSigned(found))).equals(expected)).toBe(true); // from the file this time
     expect((await again.readHeaders(found.id)).toString()).toBe('From: a@example.org\r\nTo: b@example.net\r\nSubject: spool\r\n');
   });
+
+test('a message kept in memory for its first delivery owns exactly its bytes, not a slab of a shared buffer', () => {
+  // Node's Buffer.concat would return a view into a 64 KB pool slab for anything under 32 KB;
+  // queued messages would then hold slabs (and everything else in them) alive
+  const socketRead = Buffer.alloc(64 * 1024, 'x');
+  for (const size of [1, 700, 10 * 1024, 40 * 1024]) {
+    const chunks = [socketRead.subarray(0, Math.ceil(size / 2)), socketRead.subarray(100, 100 + Math.floor(size / 2))];
+    const kept = ownCopy(chunks, size);
+    expect(kept.equals(Buffer.concat(chunks))).toBe(true);
+    expect(kept.byteOffset).toBe(0);
+    expect(kept.buffer.byteLength).toBe(size);
+  }
+});
 
 test('delivery state goes to <id>.json, which wins over the trailer after a restart; removal takes both files', async () => {
   const spool = new Spool(dir);
