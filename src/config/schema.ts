@@ -252,8 +252,9 @@ export const schema = {
       format: 'seconds', default: 0, env: 'RELAY_DELAY_WARNING',
     },
     connectionsPerDestination: {
+      // Postfix's default_destination_concurrency_limit; the big providers have presets
       doc: 'Most connections open at the same time to one destination (MX host) without a rule in destinationLimits.',
-      format: 'nat', default: 10, env: 'RELAY_CONNECTIONS_PER_DESTINATION',
+      format: 'nat', default: 20, env: 'RELAY_CONNECTIONS_PER_DESTINATION',
     },
     messagesPerConnection: {
       doc: 'Most messages sent over one connection before it is closed and a new one opened, for destinations without a rule.',
@@ -268,7 +269,8 @@ export const schema = {
       format: 'destination-limits', default: [] as DestinationLimitRule[], env: 'RELAY_DESTINATION_LIMITS',
     },
     connectTimeout: { doc: 'Time to wait for an MX to answer.', format: 'seconds', default: 30, env: 'RELAY_CONNECT_TIMEOUT' },
-    concurrency: { doc: 'Most delivery connections open at the same time, over all destinations.', format: 'nat', default: 20, env: 'RELAY_DELIVERY_CONCURRENCY' },
+    // above connectionsPerDestination, so one busy destination leaves room for the others
+    concurrency: { doc: 'Most delivery connections open at the same time, over all destinations.', format: 'nat', default: 50, env: 'RELAY_DELIVERY_CONCURRENCY' },
   },
   identity: {
     strict: {
