@@ -6,7 +6,8 @@
 // providers, configured rules, defaults), a connection carries at most
 // `messagesPerConnection` messages, and all sites together at most `concurrency`
 // connections. A throttling reply pauses the destination for its `throttlePause`; its jobs
-// wait without using up attempts. Each recipient keeps its own outcome; a deferred one is
+// wait without using up attempts. A site none of whose hosts took a connection is not tried
+// again for a minute: mail for it is deferred at once (Postfix's "dead destination"). Each recipient keeps its own outcome; a deferred one is
 // tried again on the retry schedule until it expires. After every job the message's state
 // is written to the spool, so a delivered recipient is not sent again after a restart.
 // When no job of a message is running, failed recipients are bounced (a DSN to the
@@ -63,6 +64,20 @@ interface Site {
 /** Most jobs taken from the queue and not finished (routing or waiting at a site). */
 const MAX_JOBS = 5000;
 
+/**
+ * How long a site none of whose hosts took a connection is left alone. Without it every new
+ * message tried its own connection to a smarthost that was down (each waiting for the connect
+ * timeout when packets are dropped). `queue retry` ends it early.
+ */
+const UNREACHABLE_MS = 60_000;
+
+interface Unreachable {
+  until: number;
+  reply: string;
+  host: string;
+  ip: string;
+}
+
 export class QueueRunner {
   private readonly queue = new Map<string, SpoolEnvelope>();
   /** Jobs running per message id. */
@@ -70,6 +85,8 @@ export class QueueRunner {
   /** "id\naddress" of recipients in a running job. */
   private readonly busy = new Set<string>();
   private readonly sites = new Map<string, Site>();
+  /** Sites (by key) where no host took a connection, while UNREACHABLE_MS lasts. */
+  private readonly unreachable = new Map<string, Unreachable>();
   private readonly sessions = new Set<SmtpSession>();
   private readonly tasks = new Set<Promise<unknown>>();
   private readonly deleteRequests = new Map<string, { bounce: boolean }>();
@@ -157,6 +174,7 @@ export class QueueRunner {
   retryNow(id?: string): string[] {
     const ids: string[] = [];
     const now = Date.now();
+    this.unreachable.clear(); // asked to try now: try, even where nobody answered a moment ago
     for (const envelope of id ? [this.queue.get(id)].filter((e): e is SpoolEnvelope => !!e) : this.queue.values()) {
       let touched = false;
       for (const r of envelope.recipients) {
@@ -311,6 +329,11 @@ export class QueueRunner {
       this.holdForPause(job, site);
       return;
     }
+    const down = this.unreachable.get(siteKey);
+    if (down && down.until > Date.now()) {
+      this.deferUnreachable(job, down);
+      return;
+    }
     site.jobs.push(job);
     this.kick(site);
   }
@@ -320,6 +343,15 @@ export class QueueRunner {
     const until = this.destinations.pausedUntil(site.limit.key);
     for (const r of job.recipients) r.nextAttemptAt = Math.max(r.nextAttemptAt, until);
     void this.finishJob(job, false);
+  }
+
+  /** A site that took no connection moments ago: deferred without a try, an attempt used. */
+  private deferUnreachable(job: Job, down: Unreachable): void {
+    const reply = `not tried: ${down.host} [${down.ip}] took no connection ${Math.round((Date.now() - (down.until - UNREACHABLE_MS)) / 1000)} s ago (${down.reply})`;
+    this.options.log.info({ id: job.envelope.id, domain: job.domain || domainOf(job.recipients[0].address), host: down.host, ip: down.ip, outcome: 'deferred', reply }, 'delivery attempt: destination unreachable');
+    for (const r of job.recipients) this.record(job, r, 'deferred', reply, down.host);
+    this.addHistory(job.envelope, { recipients: job.recipients.map((r) => r.address), outcome: 'deferred', reply, host: down.host, ip: down.ip });
+    void this.finishJob(job);
   }
 
   private kick(site: Site): void {
@@ -436,6 +468,10 @@ export class QueueRunner {
       this.addHistory(job.envelope, { recipients: job.recipients.map((r) => r.address), outcome: 'paused', reply: last.reply, host: last.host, ip: last.ip });
       for (const j of jobs) this.holdForPause(j, site);
       return null;
+    }
+    if (last.outcome === 'deferred' && last.host) {
+      for (const [key, down] of this.unreachable) if (down.until <= Date.now()) this.unreachable.delete(key);
+      this.unreachable.set(site.key, { until: Date.now() + UNREACHABLE_MS, reply: last.reply, host: last.host, ip: last.ip });
     }
     for (const j of jobs) {
       for (const r of j.recipients) this.record(j, r, last.outcome, last.reply, last.host);

@@ -2,10 +2,11 @@
 // in seconds: retries on the schedule, per-recipient outcomes, bounces (RFC 3464, parsed by
 // Python's email package) back at the sender's MX, MX fallback, null MX, connection reuse
 // and the per-destination connection limit, a throttling reply pausing its destination,
-// routes reused for their DNS TTL.
+// a destination that takes no connection left alone for a while, routes reused for their DNS TTL.
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { generateKey } from '../../src/dkim/keygen';
+import { sendControlRequest } from '../../src/spool/control';
 import { verifyDkim } from '../helpers/dkim-verify';
 import { DOMAIN, HELO, Harness, logLines, rawMessage, startHarness, submit, waitForLog } from '../helpers/relay-harness';
 import { Sink, SinkMessage, startSink } from '../helpers/sink';
@@ -230,4 +231,35 @@ test('a throttling 421 pauses the destination: logged once, nothing sent there u
   for (const a of throttleAttempts.filter((x) => x.outcome === 'delivered')) expect(Number(a.time)).toBeGreaterThanOrEqual(pausedAt + 2900);
   expect(logLines(h).filter((l) => String(l.msg).includes('throttles us'))).toHaveLength(1);
   await waitForLog(h, (l) => l.msg === 'message done' && l.id === idOf(first.response));
+});
+
+test('a destination that took no connection is not tried again for each new message: deferred at once, until `queue retry`', async () => {
+  h.dns.set('down.test', 'MX', [{ exchange: 'mx.down.test', priority: 10 }]);
+  h.dns.set('mx.down.test', 'A', ['127.0.0.8']); // nothing listens there yet
+  const first = idOf((await submit(h, { to: ['a@down.test'], raw: rawMessage(`app@${DOMAIN}`, 'a@down.test', { subject: 'down 1' }) })).response);
+  const refused = await waitForLog(h, (l) => l.msg === 'delivery attempt' && l.id === first);
+  expect(refused).toMatchObject({ outcome: 'deferred', ip: '127.0.0.8' });
+  expect(refused.reply).toMatch(/ECONNREFUSED/);
+  const later: string[] = [];
+  for (const n of [2, 3]) {
+    later.push(idOf((await submit(h, { to: [`x${n}@down.test`], raw: rawMessage(`app@${DOMAIN}`, `x${n}@down.test`, { subject: `down ${n}` }) })).response));
+  }
+  for (const id of later) {
+    const held = await waitForLog(h, (l) => l.msg === 'delivery attempt: destination unreachable' && l.id === id);
+    expect(held).toMatchObject({ outcome: 'deferred', host: 'mx.down.test', ip: '127.0.0.8' });
+    expect(held.reply).toMatch(/^not tried: mx\.down\.test \[127\.0\.0\.8\] took no connection \d+ s ago \(.*ECONNREFUSED/);
+  }
+  // the first message's retry (1 s schedule) is held the same way: one connection attempt in all
+  await waitForLog(h, (l) => l.msg === 'delivery attempt: destination unreachable' && l.id === first);
+  const down = await startSink({ host: '127.0.0.8', port: mx.port });
+  try {
+    const reply = await sendControlRequest(h.config.dataDir, { action: 'retry', all: true });
+    expect(reply.ok).toBe(true);
+    await Promise.all(['down 1', 'down 2', 'down 3'].map((subject) => arrived(down, withSubject(subject))));
+    const tries = logLines(h).filter((l) => l.msg === 'delivery attempt' && l.domain === 'down.test');
+    expect(tries.filter((a) => a.outcome === 'deferred')).toHaveLength(1);
+    expect(tries.filter((a) => a.outcome === 'delivered')).toHaveLength(3);
+  } finally {
+    await down.close();
+  }
 });
