@@ -72,7 +72,8 @@ const MAX_JOBS = 5000;
 const UNREACHABLE_MS = 60_000;
 
 interface Unreachable {
-  until: number;
+  /** When the last host refused or did not answer. */
+  at: number;
   reply: string;
   host: string;
   ip: string;
@@ -330,7 +331,7 @@ export class QueueRunner {
       return;
     }
     const down = this.unreachable.get(siteKey);
-    if (down && down.until > Date.now()) {
+    if (down && Date.now() < down.at + UNREACHABLE_MS) {
       this.deferUnreachable(job, down);
       return;
     }
@@ -347,7 +348,7 @@ export class QueueRunner {
 
   /** A site that took no connection moments ago: deferred without a try, an attempt used. */
   private deferUnreachable(job: Job, down: Unreachable): void {
-    const reply = `not tried: ${down.host} [${down.ip}] took no connection ${Math.round((Date.now() - (down.until - UNREACHABLE_MS)) / 1000)} s ago (${down.reply})`;
+    const reply = `not tried: ${down.host} [${down.ip}] took no connection ${Math.round((Date.now() - down.at) / 1000)} s ago (${down.reply})`;
     this.options.log.info({ id: job.envelope.id, domain: job.domain || domainOf(job.recipients[0].address), host: down.host, ip: down.ip, outcome: 'deferred', reply }, 'delivery attempt: destination unreachable');
     for (const r of job.recipients) this.record(job, r, 'deferred', reply, down.host);
     this.addHistory(job.envelope, { recipients: job.recipients.map((r) => r.address), outcome: 'deferred', reply, host: down.host, ip: down.ip });
@@ -470,8 +471,9 @@ export class QueueRunner {
       return null;
     }
     if (last.outcome === 'deferred' && last.host) {
-      for (const [key, down] of this.unreachable) if (down.until <= Date.now()) this.unreachable.delete(key);
-      this.unreachable.set(site.key, { until: Date.now() + UNREACHABLE_MS, reply: last.reply, host: last.host, ip: last.ip });
+      const now = Date.now();
+      for (const [key, down] of this.unreachable) if (now >= down.at + UNREACHABLE_MS) this.unreachable.delete(key);
+      this.unreachable.set(site.key, { at: now, reply: last.reply, host: last.host, ip: last.ip });
     }
     for (const j of jobs) {
       for (const r of j.recipients) this.record(j, r, last.outcome, last.reply, last.host);
