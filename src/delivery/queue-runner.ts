@@ -7,11 +7,12 @@
 // `messagesPerConnection` messages, and all sites together at most `concurrency`
 // connections. A throttling reply pauses the destination for its `throttlePause`; its jobs
 // wait without using up attempts. A site none of whose hosts took a connection is not tried
-// again for a minute: mail for it is deferred at once (Postfix's "dead destination"). Each recipient keeps its own outcome; a deferred one is
-// tried again on the retry schedule until it expires. After every job the message's state
-// is written to the spool, so a delivered recipient is not sent again after a restart.
-// When no job of a message is running, failed recipients are bounced (a DSN to the
-// sender, queued through the spool) and a message whose recipients are all final is removed.
+// again for a minute: mail for it is deferred at once (Postfix's "dead destination"). Each
+// recipient keeps its own outcome; a deferred one is tried again on the retry schedule until
+// it expires. After every job the message's state is written to the spool, so a delivered
+// recipient is not sent again after a restart. When no job of a message is running, failed
+// recipients are bounced (a DSN to the sender, queued through the spool) and a message whose
+// recipients are all final is removed.
 import { queueBounce, BounceContext } from '../bounce/bounce';
 import { DsnRecipient } from '../bounce/dsn';
 import { DestinationLimitRule } from '../config/schema';
