@@ -39,7 +39,7 @@ export async function queueBounce(
   if (!original.sender || original.dsn || !recipients.length) return null;
   let originalHeaders: Buffer;
   try {
-    originalHeaders = Buffer.concat([Buffer.from(original.dkimSignatures, 'latin1'), await ctx.spool.readHeaders(original.id)]);
+    originalHeaders = Buffer.concat([await ctx.spool.readSignatures(original.id), await ctx.spool.readHeaders(original.id)]);
   } catch {
     originalHeaders = Buffer.from(`X-Note: the original message ${original.id} is no longer in the spool\r\n`);
   }

@@ -18,7 +18,10 @@
 // (within a budget) so its first delivery does not read the file back.
 // Delivery state (per recipient, and a short attempt history) lives in <id>.json once the
 // first attempt leaves something to remember (a deferral, a bounce): rewritten after each
-// such attempt (tmp + fsync + rename); when it exists it wins over the trailer. A message
+// such attempt (tmp + fsync + rename); when it exists it wins over the trailer. The
+// DKIM-Signature fields never change, so they stay in the trailer alone: not in state files,
+// and not in the envelope kept in memory (about a third of a queued envelope's memory); the
+// spool puts them in front of the message whenever it is sent. A message
 // delivered at the first attempt never gets one. A crash between a 250 from the MX and that
 // write sends it again (at least once, never lost). Writes of one message are serialized.
 // On start, a .eml without a valid trailer was never acknowledged: removed. One whose bytes
@@ -72,8 +75,6 @@ export interface SpoolEnvelope {
   /** Envelope sender (MAIL FROM); '' is the null sender. */
   sender: string;
   recipients: RecipientState[];
-  /** DKIM-Signature header fields, CRLF-terminated, sent in front of the message. */
-  dkimSignatures: string;
   size: number;
   /** CRC-32 of the `size` message bytes; checked at start (absent in spools of older versions). */
   crc32?: number;
@@ -85,6 +86,21 @@ export interface SpoolEnvelope {
   delayNotified?: boolean;
   /** This message is a DSN made by the relay (its sender is the null sender). */
   dsn?: 'failed' | 'delayed';
+}
+
+/** What a new message is committed with: its envelope and its signatures. */
+export type NewEnvelope = Omit<SpoolEnvelope, 'id' | 'size' | 'crc32'> & {
+  /** DKIM-Signature header fields, CRLF-terminated, sent in front of the message ('' for none). */
+  dkimSignatures: string;
+};
+
+/** The trailer's JSON: the first envelope and the signatures. */
+type StoredEnvelope = SpoolEnvelope & { dkimSignatures?: string };
+
+/** The envelope without the signatures (which state files of older versions carry too). */
+function envelopeOf(stored: StoredEnvelope): SpoolEnvelope {
+  delete stored.dkimSignatures;
+  return stored;
 }
 
 export class SpoolError extends Error {
@@ -180,11 +196,12 @@ export class MessageWriter {
   }
 
   /** Makes the message durable and part of the queue. Resolves only once it is on disk. */
-  async commit(envelope: Omit<SpoolEnvelope, 'id' | 'size'>): Promise<SpoolEnvelope> {
-    const full: SpoolEnvelope = { ...envelope, id: this.id, size: this.bytes, crc32: this.crc };
-    const trailer = encodeTrailer(full);
+  async commit(envelope: NewEnvelope): Promise<SpoolEnvelope> {
+    const { dkimSignatures, ...fields } = envelope;
+    const full: SpoolEnvelope = { ...fields, id: this.id, size: this.bytes, crc32: this.crc };
+    const trailer = encodeTrailer({ ...full, dkimSignatures } satisfies StoredEnvelope);
     if (!this.handle) {
-      await this.spool.commitFromMemory(this.id, this.chunks!, trailer);
+      await this.spool.commitFromMemory(this.id, this.chunks!, trailer, Buffer.from(dkimSignatures, 'latin1'));
       return full;
     }
     await writeAll(this.handle, [trailer]);
@@ -241,7 +258,7 @@ export class Spool {
   private readonly queueDirSync: FolderSync;
   /** Messages known to have a state file (<id>.json) besides their .eml. */
   private readonly stateFiles = new Set<string>();
-  /** The bytes of recently committed messages, for their first delivery. */
+  /** Recently committed messages as they are sent (signatures, then the bytes), for their first delivery. */
   private readonly recent = new Map<string, Buffer>();
   private recentBytes = 0;
 
@@ -309,7 +326,8 @@ export class Spool {
         const unreadable = (err: NodeJS.ErrnoException): never => {
           throw new SpoolError(`cannot read the queued message ${file} (${err.code ?? err.message}); fix the file's permissions or the disk, then start again`, err.code);
         };
-        const envelope = (await this.readState(id)) ?? (await readTrailer<SpoolEnvelope>(file).catch(unreadable));
+        const stored = (await this.readState(id)) ?? (await readTrailer<StoredEnvelope>(file).catch(unreadable));
+        const envelope = stored && envelopeOf(stored);
         if (!envelope) await fsp.rm(file, { force: true });
         else if (envelope.crc32 !== undefined && (await checksumOf(file, envelope.size).catch(unreadable)) !== envelope.crc32) await this.setAside(id);
         else envelopes.push(envelope);
@@ -355,9 +373,9 @@ export class Spool {
    * @internal the commit of a message held in memory (see the top of this file): one
    * synchronous write of the whole file into the queue, then its fsync and the folder's at
    * once. Resolves when both are done; on any failure the file is removed and nothing was
-   * accepted.
+   * accepted. The message is then kept in memory as it will be sent: `signatures` first.
    */
-  async commitFromMemory(id: string, message: Buffer[], trailer: Buffer): Promise<void> {
+  async commitFromMemory(id: string, message: Buffer[], trailer: Buffer, signatures: Buffer): Promise<void> {
     const file = this.messagePath(id);
     let fd: number;
     try {
@@ -379,7 +397,7 @@ export class Spool {
       unlinkIfPresent(file);
       throw asSpoolError(failure);
     }
-    this.remember(id, message);
+    this.remember(id, [signatures, ...message]);
   }
 
   /**
@@ -419,18 +437,27 @@ export class Spool {
     const state = await this.readState(id);
     if (state) return state;
     try {
-      return await readTrailer<SpoolEnvelope>(this.messagePath(id));
+      const stored = await readTrailer<StoredEnvelope>(this.messagePath(id));
+      return stored && envelopeOf(stored);
     } catch {
       return null;
     }
   }
 
+  /** The DKIM-Signature fields of a queued message, from its trailer (empty when it was not signed). */
+  async readSignatures(id: string): Promise<Buffer> {
+    const file = this.messagePath(id);
+    const stored = await readTrailer<StoredEnvelope>(file);
+    if (!stored) throw new SpoolError(`the envelope at the end of ${file} cannot be read`);
+    return Buffer.from(stored.dkimSignatures ?? '', 'latin1');
+  }
+
   /** The state file's envelope; null when there is none (or an unreadable one: the trailer still holds the first state). */
   private async readState(id: string): Promise<SpoolEnvelope | null> {
     try {
-      const envelope = JSON.parse(await fsp.readFile(this.statePath(id), 'utf8')) as SpoolEnvelope;
+      const envelope = JSON.parse(await fsp.readFile(this.statePath(id), 'utf8')) as StoredEnvelope;
       this.stateFiles.add(id);
-      return envelope;
+      return envelopeOf(envelope);
     } catch {
       return null;
     }
@@ -538,18 +565,20 @@ export class Spool {
 
   /**
    * The signed message as sent: the DKIM-Signature fields, then the stored message bytes.
-   * From memory (one Buffer) when the message was just committed, else streamed from its file.
+   * From memory (one Buffer) when the message was just committed, else streamed from its file,
+   * the signatures read from its trailer first (a failure to read either is a stream error).
    */
   openSigned(envelope: SpoolEnvelope): Buffer | Readable {
-    const signatures = Buffer.from(envelope.dkimSignatures, 'latin1');
-    const bytes = this.recent.get(envelope.id);
-    if (bytes) return Buffer.concat([signatures, bytes]);
-    if (!envelope.size) return signatures;
-    const file = fs.createReadStream(this.messagePath(envelope.id), { start: 0, end: envelope.size - 1 });
-    if (!signatures.length) return file;
+    const signed = this.recent.get(envelope.id);
+    if (signed) return signed;
+    const { id, size } = envelope;
+    const file = this.messagePath(id);
+    const signatures = () => this.readSignatures(id);
     return Readable.from((async function* () {
-      yield signatures;
-      for await (const chunk of file) yield chunk as Buffer;
+      const fields = await signatures();
+      if (fields.length) yield fields;
+      if (!size) return;
+      for await (const chunk of fs.createReadStream(file, { start: 0, end: size - 1 })) yield chunk as Buffer;
     })());
   }
 }

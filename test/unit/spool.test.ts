@@ -50,6 +50,7 @@ test.each([['small (held in memory)', 10 * 1024], ['large (streamed to disk)', 7
     const message = messageOf(size);
     const envelope = await commit(spool, message);
     expect(envelope.size).toBe(message.length);
+    expect(envelope).not.toHaveProperty('dkimSignatures'); // kept in the trailer only
     expect(spoolFiles()).toEqual([`${envelope.id}.eml`]);
     expect(fs.readdirSync(path.join(dir, 'spool-tmp'))).toEqual([]);
     const file = fs.readFileSync(spool.messagePath(envelope.id));
@@ -87,15 +88,41 @@ test('delivery state goes to <id>.json, which wins over the trailer after a rest
   envelope.recipients[0] = { ...envelope.recipients[0], attempts: 1, lastReply: '451 4.3.0 try later', nextAttemptAt: Date.now() + 60_000 };
   await spool.update(envelope);
   expect(spoolFiles()).toEqual([`${envelope.id}.eml`, `${envelope.id}.json`]);
+  expect(fs.readFileSync(spool.statePath(envelope.id), 'utf8')).not.toContain('DKIM-Signature');
 
   const again = new Spool(dir);
   const [found] = await again.open();
   expect(found.recipients[0].lastReply).toBe('451 4.3.0 try later');
   expect(found.recipients[0].attempts).toBe(1);
+  // the signatures come from the trailer
+  expect((await bytesOf(again.openSigned(found))).equals(Buffer.concat([Buffer.from(SIGNATURE), messageOf(2000)]))).toBe(true);
   expect((await again.list()).map((e) => e.id)).toEqual([envelope.id]);
 
   await again.remove(found.id);
   expect(spoolFiles()).toEqual([]);
+});
+
+test('a state file of an older version, which carried the signatures too: they are sent once, from the trailer', async () => {
+  const spool = new Spool(dir);
+  await spool.open();
+  const envelope = await commit(spool, messageOf(1500));
+  fs.writeFileSync(spool.statePath(envelope.id), JSON.stringify({ ...envelope, dkimSignatures: SIGNATURE }));
+
+  const [found] = await new Spool(dir).open();
+  expect(found).toEqual(envelope);
+  expect(found).not.toHaveProperty('dkimSignatures');
+  expect((await bytesOf(spool.openSigned(found))).equals(Buffer.concat([Buffer.from(SIGNATURE), messageOf(1500)]))).toBe(true);
+});
+
+test('a message whose file went away while queued: sending it is a stream error, not a throw', async () => {
+  const spool = new Spool(dir);
+  await spool.open();
+  const envelope = await commit(spool, messageOf(1000));
+  await spool.update(envelope); // no longer in memory
+  fs.unlinkSync(spool.messagePath(envelope.id));
+  const source = spool.openSigned(envelope);
+  expect(Buffer.isBuffer(source)).toBe(false);
+  await expect(bytesOf(source)).rejects.toThrow(/ENOENT/);
 });
 
 test('at start, what was never committed or is left of a removal is cleaned away; committed messages stay', async () => {
