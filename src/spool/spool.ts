@@ -97,10 +97,13 @@ export type NewEnvelope = Omit<SpoolEnvelope, 'id' | 'size' | 'crc32'> & {
 /** The trailer's JSON: the first envelope and the signatures. */
 type StoredEnvelope = SpoolEnvelope & { dkimSignatures?: string };
 
-/** The envelope without the signatures (which state files of older versions carry too). */
+/**
+ * The envelope without the signatures (which state files of older versions carry too). A new
+ * object rather than `delete`, which would leave V8 a slower, larger dictionary-mode object.
+ */
 function envelopeOf(stored: StoredEnvelope): SpoolEnvelope {
-  delete stored.dkimSignatures;
-  return stored;
+  const { dkimSignatures: _signatures, ...envelope } = stored;
+  return envelope;
 }
 
 export class SpoolError extends Error {
