@@ -101,6 +101,8 @@ async function attemptActivation(keysDir: string, key: StoredKey, resolver: Reso
   }
   // Written only if nobody changed the key meanwhile (a retire while DNS was asked wins).
   const current = readStoredKey(keysDir, domain, selector);
+  // Activated meanwhile by the other side (a running relay's periodic check, or the CLI): done.
+  if (current.state === 'active' && !current.problem) return { activated: true, key: current, check, alreadyActive: true };
   if (current.state !== key.state || current.retired !== key.retired) {
     return { activated: false, key: current, check, reason: `the key changed to ${current.state} while its record was checked; nothing done` };
   }

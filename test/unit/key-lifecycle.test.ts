@@ -77,6 +77,23 @@ test('a pending key does not sign; once its record is in DNS it activates and si
   expect((await activateKey(keysDir, 'example.org', 's1', resolver)).alreadyActive).toBe(true);
 });
 
+test('a key the running relay activates while `keys activate` waits for DNS: already active, not an error', async () => {
+  // The relay checks pending keys every few seconds, so it may see a fresh record first.
+  const key = await generateKey(keysDir, { domain: 'example.org', selector: 's1' });
+  publish(key);
+  const relayFirst: Resolver = {
+    ...resolver,
+    async txt(name) {
+      const answer = await resolver.txt(name);
+      await activatePublishedKeys(keysDir, resolver, new Date('2026-01-02T03:04:05Z')); // the relay, meanwhile
+      return answer;
+    },
+  };
+  const result = await activateKey(keysDir, 'example.org', 's1', relayFirst);
+  expect(result).toMatchObject({ activated: true, alreadyActive: true });
+  expect(readMetadata(key.metadataPath)).toMatchObject({ state: 'active', activated: '2026-01-02T03:04:05.000Z' });
+});
+
 describe('activation says what DNS returned when it refuses', () => {
   let key: GeneratedKey;
   beforeEach(async () => {
