@@ -106,6 +106,12 @@ function envelopeOf(stored: StoredEnvelope): SpoolEnvelope {
   return envelope;
 }
 
+/** The envelope in `file`'s trailer; null when the trailer is missing or broken. */
+async function trailerEnvelope(file: string): Promise<SpoolEnvelope | null> {
+  const stored = await readTrailer<StoredEnvelope>(file);
+  return stored && envelopeOf(stored);
+}
+
 export class SpoolError extends Error {
   constructor(message: string, readonly code?: string) {
     super(message);
@@ -329,8 +335,7 @@ export class Spool {
         const unreadable = (err: NodeJS.ErrnoException): never => {
           throw new SpoolError(`cannot read the queued message ${file} (${err.code ?? err.message}); fix the file's permissions or the disk, then start again`, err.code);
         };
-        const stored = (await this.readState(id)) ?? (await readTrailer<StoredEnvelope>(file).catch(unreadable));
-        const envelope = stored && envelopeOf(stored);
+        const envelope = (await this.readState(id)) ?? (await trailerEnvelope(file).catch(unreadable));
         if (!envelope) await fsp.rm(file, { force: true });
         else if (envelope.crc32 !== undefined && (await checksumOf(file, envelope.size).catch(unreadable)) !== envelope.crc32) await this.setAside(id);
         else envelopes.push(envelope);
@@ -440,8 +445,7 @@ export class Spool {
     const state = await this.readState(id);
     if (state) return state;
     try {
-      const stored = await readTrailer<StoredEnvelope>(this.messagePath(id));
-      return stored && envelopeOf(stored);
+      return await trailerEnvelope(this.messagePath(id));
     } catch {
       return null;
     }
