@@ -13,7 +13,7 @@ import { BodyHash, signHeaders, SigningError } from './dkim/signer';
 import { Logger } from './log';
 import { checkFieldSyntax, checkHeaders, rfc5322Date } from './policy/header-rules';
 import { Rejection } from './policy/rejection';
-import { checkSenderDomain, SenderIdentity } from './policy/sender-domains';
+import { checkAuthorFields, DisplayNamePolicy, SenderIdentity } from './policy/sender-domains';
 import { MessageWriter, Spool, SpoolEnvelope, SpoolError } from './spool/spool';
 
 export interface AcceptLimits {
@@ -28,6 +28,8 @@ export interface AcceptContext {
   log: Logger;
   limits: AcceptLimits;
   unsignedPolicy: 'refuse' | 'relay';
+  /** Whether a display name may show an address of a domain the user may not send as. */
+  displayNameAddresses: DisplayNamePolicy;
   /** Host name used in Message-IDs the relay adds. */
   hostname: string;
 }
@@ -257,7 +259,7 @@ function prepareHeaders(section: Buffer, message: IncomingMessage, ctx: AcceptCo
   checkFieldSyntax(body);
   const received = parseHeaderFields(body);
   const facts = checkHeaders(received);
-  checkSenderDomain(message.identity, facts.fromDomain, 'From header');
+  checkAuthorFields(message.identity, facts.authors, ctx.displayNameAddresses);
 
   let added = '';
   if (!facts.hasDate) added += `Date: ${rfc5322Date(new Date())}\r\n`;

@@ -105,6 +105,7 @@ export async function startRelay(config: RelayConfig, options: { log?: Logger } 
           maxSize: config.submission.maxSize,
         },
         unsignedPolicy: config.signing.unsignedPolicy,
+        displayNameAddresses: config.signing.displayNameAddresses,
         hostname,
       });
       log.info({

@@ -233,6 +233,10 @@ export const schema = {
       doc: 'What to do with mail from a domain that has no DKIM key: "refuse" (550 with the keygen command) or "relay" (deliver unsigned, logged as a warning).',
       format: ['refuse', 'relay'], default: 'refuse', env: 'RELAY_UNSIGNED_POLICY',
     },
+    displayNameAddresses: {
+      doc: 'Whether an authenticated user\'s From (Sender, Resent-*) may carry an address of a domain the user may not send as in its display name or a comment ("x@other.test" <alice@example.test>): "refuse" (550 5.7.1; mail clients show such a name as the sender) or "allow".',
+      format: ['refuse', 'allow'], default: 'refuse', env: 'RELAY_DISPLAY_NAME_ADDRESSES',
+    },
   },
   delivery: {
     localAddress: { doc: 'Fixed source IP for delivery; empty: the OS chooses.', format: 'ip-or-empty', default: '', env: 'RELAY_LOCAL_ADDRESS' },
@@ -311,7 +315,7 @@ export type RelayConfig = {
   keysDir: string;
   keys: { checkInterval: number };
   dataDir: string;
-  signing: { unsignedPolicy: 'refuse' | 'relay' };
+  signing: { unsignedPolicy: 'refuse' | 'relay'; displayNameAddresses: 'refuse' | 'allow' };
   delivery: {
     localAddress: string; heloName: string; mxPort: number; smarthost: string;
     retrySchedule: string; retryExpire: number; delayWarning: number;
