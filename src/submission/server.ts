@@ -4,6 +4,7 @@
 import { SMTPServer, SMTPServerDataStream, SMTPServerOptions, SMTPServerSession } from 'smtp-server';
 import { Logger } from '../log';
 import { NetworkList } from '../policy/client-access';
+import { checkRecipientDomain } from '../policy/recipient-domain';
 import { Rejection } from '../policy/rejection';
 import { checkSenderDomain, domainOf } from '../policy/sender-domains';
 import { UserDirectory } from '../users/store';
@@ -124,10 +125,12 @@ export async function startSubmission(options: SubmissionOptions): Promise<Submi
     },
 
     onRcptTo(address, _session, callback) {
-      if (!domainOf(address.address)) {
-        return callback(new Rejection(550, '5.1.3', `recipient ${address.address} has no domain; use user@domain`));
+      try {
+        checkRecipientDomain(address.address);
+        callback();
+      } catch (err) {
+        callback(err as Error);
       }
-      callback();
     },
 
     onData(stream, session, callback) {
