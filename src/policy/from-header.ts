@@ -25,6 +25,9 @@ export interface Mailbox {
   displayText: string;
 }
 
+/** Longer author fields are refused outright: no real From comes near (and none needs parsing at length). */
+export const MAX_FIELD_OCTETS = 4096;
+
 /** Why a field is not exactly what the strict grammar allows. */
 export class AddressSyntaxError extends Error {}
 
@@ -41,6 +44,7 @@ const isAtext = (c: string) => c.length > 0 && (c.charCodeAt(0) > 0x7f || ATEXT_
  * unfolded, without control or invisible characters.
  */
 export function fieldText(value: Buffer): string {
+  if (value.length > MAX_FIELD_OCTETS) throw new AddressSyntaxError(`it is ${value.length} octets long (at most ${MAX_FIELD_OCTETS})`);
   let text: string;
   try {
     text = new TextDecoder('utf-8', { fatal: true }).decode(value);
@@ -151,7 +155,8 @@ function addrSpec(r: Reader): { localPart: string; domain: string } {
       throw new AddressSyntaxError(`its local part "${localPart}" has a dot at its start or end, or two in a row (obsolete syntax)`);
     }
   }
-  if (/=\?.*\?=/.test(localPart)) {
+  const encodedWordStart = localPart.indexOf('=?');
+  if (encodedWordStart !== -1 && localPart.indexOf('?=', encodedWordStart + 2) !== -1) {
     throw new AddressSyntaxError('its address contains an encoded word (=?...?=), which some readers decode into another address');
   }
   if (r.peek() !== '@') {
@@ -211,7 +216,7 @@ function mailbox(r: Reader): Mailbox {
   if (dotBeforeBracket && r.peek() === '<') {
     throw new AddressSyntaxError('its display name ends with a dot right before "<" (put the name in double quotes, or a space before "<")');
   }
-  r.display.splice(comments, 0, ...words);
+  r.display = [...r.display.slice(0, comments), ...words, ...r.display.slice(comments)];
   if (r.peek() !== '<') {
     const c = r.peek();
     if (c === '@') throw new AddressSyntaxError('it has an @ in an unquoted display name (write the name in double quotes, or only the address)');
