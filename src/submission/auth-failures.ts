@@ -61,8 +61,9 @@ export class AuthFailures {
 
   constructor(private readonly options: AuthFailureOptions) {
     this.counters = options.counters ?? new MemoryAuthCounters();
-    this.addressRule = { capacity: options.maxFailures, blockMs: options.blockMs };
-    this.userRule = { capacity: options.maxUserFailures, blockMs: options.blockMs };
+    // 0 blocked at the first failure before; a bucket must hold one attempt to allow any.
+    this.addressRule = { capacity: Math.max(1, options.maxFailures), blockMs: options.blockMs };
+    this.userRule = { capacity: Math.max(1, options.maxUserFailures), blockMs: options.blockMs };
     this.slowAfter = options.slowAfter ?? 3;
     this.knownLoginMs = options.knownLoginMs ?? DEFAULT_KNOWN_LOGIN_MS;
     this.now = options.now ?? Date.now;
@@ -89,7 +90,7 @@ export class AuthFailures {
     }
     let settled = false;
     const settle = (failed: boolean) => {
-      if (settled) throw new Error('a login attempt was settled twice');
+      if (settled) return null; // a second result for one attempt counts nothing
       settled = true;
       const at = this.now();
       const a = this.counters.settle(addr, this.addressRule, failed, at);
@@ -100,11 +101,11 @@ export class AuthFailures {
     };
     return {
       succeeded: () => {
-        const { at } = settle(false);
-        if (user) this.counters.rememberLogin(user, addr, at);
+        const done = settle(false);
+        if (done && user) this.counters.rememberLogin(user, addr, done.at);
       },
       failed: () => {
-        const { a, u, at } = settle(true);
+        const { a, u, at } = settle(true) ?? { a: { failures: 0 }, u: null, at: this.now() };
         const beyond = Math.ceil(Math.max(a.failures, u?.failures ?? 0) - this.slowAfter - 1e-9);
         const delayMs = beyond > 0 ? Math.min(beyond, 5) * this.options.delayMs : 0;
         const reply = this.counters.blockedUntil(addr, at) ? this.refusal(addr, at)
