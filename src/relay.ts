@@ -68,6 +68,13 @@ export async function startRelay(config: RelayConfig, options: { log?: Logger } 
   queue.start(queued);
   if (queued.length) log.info({ messages: queued.length }, 'picked up queued messages from the spool');
 
+  const authFailures = new AuthFailures({
+    maxFailures: config.auth.maxFailures,
+    maxUserFailures: config.auth.maxUserFailures,
+    blockMs: config.auth.blockTime * 1000,
+    delayMs: config.auth.failureDelay * 1000,
+    log,
+  });
   const submission = await startSubmission({
     host: config.submission.host,
     port: config.submission.port,
@@ -78,11 +85,7 @@ export async function startRelay(config: RelayConfig, options: { log?: Logger } 
     maxRecipients: config.submission.maxRecipients,
     maxClients: config.submission.maxClients,
     maxCommandLength: config.submission.maxCommandLength,
-    authFailures: new AuthFailures({
-      maxFailures: config.auth.maxFailures,
-      blockMs: config.auth.blockTime * 1000,
-      delayMs: config.auth.failureDelay * 1000,
-    }),
+    authFailures,
     socketTimeoutSeconds: config.submission.socketTimeout,
     trusted: new NetworkList(config.trustedNetworks),
     plainAuth: new NetworkList(config.plainAuthNetworks),
@@ -124,6 +127,7 @@ export async function startRelay(config: RelayConfig, options: { log?: Logger } 
     async close(timeoutMs = 10_000) {
       await keyCheck.stop();
       await submission.close();
+      authFailures.close();
       await queue.stop(timeoutMs);
       await spool.unlock();
       log.info({ queued: queue.size }, 'stopped');

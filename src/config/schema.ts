@@ -198,10 +198,14 @@ export const schema = {
   },
   auth: {
     maxFailures: {
-      doc: 'Failed logins from one address before it is refused (421 4.7.0) for auth.blockTime; answers slow down after 3.',
+      doc: 'Failed logins (attempts in flight count) from one address (IPv6: one /64) before its AUTH is refused (421 4.7.0) for auth.blockTime, and its connections unless it is a trusted network; answers slow down after 3. Failures leak away over auth.blockTime; a successful login does not clear them.',
       format: 'nat', default: 10, env: 'RELAY_AUTH_MAX_FAILURES',
     },
-    blockTime: { doc: 'How long an address stays refused after auth.maxFailures failed logins.', format: 'seconds', default: 900, env: 'RELAY_AUTH_BLOCK_TIME' },
+    maxUserFailures: {
+      doc: 'Failed logins (attempts in flight count) for one user name, from any addresses, before that name is refused for auth.blockTime from addresses that have not logged in as it in the last 30 days (its own clients keep working).',
+      format: 'nat', default: 20, env: 'RELAY_AUTH_MAX_USER_FAILURES',
+    },
+    blockTime: { doc: 'How long an address (or user name) stays refused after too many failed logins; failures counted also take this long to leak away.', format: 'seconds', default: 900, env: 'RELAY_AUTH_BLOCK_TIME' },
     failureDelay: {
       doc: 'Added wait per failed login beyond the third (at most five times this), in seconds.',
       format: 'seconds', default: 1, env: 'RELAY_AUTH_FAILURE_DELAY',
@@ -307,7 +311,7 @@ export type RelayConfig = {
     maxLineLength: number; maxHeaderSize: number; maxClients: number; socketTimeout: number;
     maxCommandLength: number;
   };
-  auth: { maxFailures: number; blockTime: number; failureDelay: number };
+  auth: { maxFailures: number; maxUserFailures: number; blockTime: number; failureDelay: number };
   tls: { key: string; cert: string };
   trustedNetworks: string[];
   plainAuthNetworks: string[];

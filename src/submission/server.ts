@@ -9,11 +9,12 @@ import { Rejection } from '../policy/rejection';
 import { checkSenderDomain, domainOf } from '../policy/sender-domains';
 import { UserDirectory } from '../users/store';
 import { AuthFailures } from './auth-failures';
+import { accountChangeRefusal, SessionUser, sessionUserFor } from './session-account';
 import './data-dot-search';
 import './greeting-without-delay';
 import './reply-codes';
 
-export interface SessionUser { name: string; domains: string[] }
+export type { SessionUser };
 
 export interface AcceptRequest {
   sender: string;
@@ -74,8 +75,9 @@ export async function startSubmission(options: SubmissionOptions): Promise<Submi
     logger: false,
 
     onConnect(session, callback) {
-      const blocked = options.authFailures.blockedFor(session.remoteAddress);
-      if (blocked) return callback(tooManyFailures(session.remoteAddress, blocked));
+      // A blocked address's AUTH is refused in onAuth; trusted clients may still send without.
+      const blocked = options.trusted.contains(session.remoteAddress) ? null : options.authFailures.connectionRefusal(session.remoteAddress);
+      if (blocked) return callback(blocked);
       // Not offered (and refused) before TLS to a remote client: a password never crosses
       // the network in clear. onSecure offers it again once the connection is encrypted.
       if (!session.secure && !options.plainAuth.contains(session.remoteAddress)) session.disabledCommands = ['AUTH'];
@@ -92,19 +94,20 @@ export async function startSubmission(options: SubmissionOptions): Promise<Submi
         return callback(new Rejection(538, '5.7.11', 'encryption required: run STARTTLS before AUTH'));
       }
       const client = session.remoteAddress;
-      const blocked = options.authFailures.blockedFor(client);
-      if (blocked) return callback(tooManyFailures(client, blocked));
+      // The attempt is counted before its password is checked (auth-failures.ts).
+      const attempt = options.authFailures.begin(client, auth.username ?? '');
+      if (attempt instanceof Rejection) return callback(attempt);
       options.users.authenticate(auth.username ?? '', auth.password ?? '').then((user) => {
         if (!user) {
-          const wait = options.authFailures.recordFailure(client);
+          const { reply, delayMs } = attempt.failed();
           log.warn({ client, user: auth.username }, 'authentication failed');
-          const nowBlocked = options.authFailures.blockedFor(client);
-          const reply = nowBlocked ? tooManyFailures(client, nowBlocked) : new Rejection(535, '5.7.8', 'authentication failed: wrong user name or password');
-          return setTimeout(() => callback(reply), wait);
+          return setTimeout(() => callback(reply), delayMs);
         }
-        options.authFailures.recordSuccess(client);
-        callback(null, { user: { name: user.name, domains: user.domains } satisfies SessionUser });
+        attempt.succeeded();
+        log.info({ client, user: user.name }, 'authenticated');
+        callback(null, { user: sessionUserFor(user) });
       }, (err: Error) => {
+        attempt.abandoned();
         log.error({ err: err.message }, 'users file unreadable');
         callback(new Rejection(454, '4.7.0', 'authentication is unavailable right now; try again later'));
       });
@@ -113,6 +116,8 @@ export async function startSubmission(options: SubmissionOptions): Promise<Submi
     onMailFrom(address, session, callback) {
       try {
         const user = session.user as SessionUser | undefined;
+        const changed = user && accountChangeRefusal(options.users, user);
+        if (changed) throw changed;
         if (!user && !options.trusted.contains(session.remoteAddress)) {
           throw new Rejection(530, '5.7.0', `authentication required: ${session.remoteAddress} is not a trusted network; log in with AUTH${session.secure ? '' : ' after STARTTLS'}`);
         }
@@ -124,7 +129,9 @@ export async function startSubmission(options: SubmissionOptions): Promise<Submi
       }
     },
 
-    onRcptTo(address, _session, callback) {
+    onRcptTo(address, session, callback) {
+      const changed = session.user && accountChangeRefusal(options.users, session.user as SessionUser);
+      if (changed) return callback(changed);
       try {
         checkRecipientDomain(address.address);
         callback();
@@ -174,10 +181,6 @@ export async function startSubmission(options: SubmissionOptions): Promise<Submi
     ports,
     close: () => Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve())))).then(() => undefined),
   };
-}
-
-function tooManyFailures(client: string, ms: number): Rejection {
-  return new Rejection(421, '4.7.0', `too many failed logins from ${client}; try again in ${Math.ceil(ms / 60000)} minute(s)`);
 }
 
 export type { SMTPServerSession };

@@ -83,14 +83,22 @@ export function userNameProblem(name: string): string | null {
 
 /** The users in `file`; a missing file means no users. Throws UsersError naming the file and the problem. */
 export function readUsers(file: string): UserRecord[] {
-  let text: string;
+  const bytes = readUsersBytes(file);
+  return bytes ? parseUsers(file, bytes.toString('utf8')) : [];
+}
+
+/** The file's bytes, null when it does not exist. Throws UsersError naming the file and the problem. */
+function readUsersBytes(file: string): Buffer | null {
   try {
-    text = fs.readFileSync(file, 'utf8');
+    return fs.readFileSync(file);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') return [];
+    if (code === 'ENOENT') return null;
     throw new UsersError(`users file ${file} cannot be read (${code ?? (err as Error).message}): check usersFile (env RELAY_USERS_FILE) and its permissions`);
   }
+}
+
+function parseUsers(file: string, text: string): UserRecord[] {
   let data: unknown;
   try {
     data = JSON.parse(text);
@@ -188,74 +196,119 @@ function writeUsers(file: string, users: UserRecord[]): void {
 }
 
 export interface UserDirectoryOptions {
-  /** Called when a changed file cannot be read; the users read before stay in force. */
+  /** Called once for each changed version of the file that cannot be read; the users read before stay in force. */
   onReloadError?: (err: Error) => void;
-  /** Clock in milliseconds, for tests. */
-  now?: () => number;
 }
 
 /**
  * The users as the submission server sees them. Reads the file at construction (throwing
- * UsersError when it is bad, so a broken file stops the start) and again whenever it has
- * changed, looked at no more than once a second, so `dkim-relay users add` takes effect
- * without restarting the relay.
+ * UsersError when it is bad, so a broken file stops the start) and again as soon as it has
+ * changed, without a restart: every AUTH and every check of a logged-in session looks at the
+ * file's identity (one stat: device, inode, size, modification and change times in
+ * nanoseconds; `dkim-relay users` replaces the file, so the inode changes too), and before a
+ * login is refused the file's bytes are compared with those last read, in case two changes
+ * fell within one tick of a coarse file system clock. So a user that `users add` reported
+ * as added logs in at once, and a removed user is gone at once.
  */
 export class UserDirectory {
   private users: UserRecord[] = [];
   private signature = '';
-  private checkedAt = -Infinity;
+  /** The bytes the users were parsed from; null for a missing file. */
+  private bytes: Buffer | null = null;
+  /** The last version found unreadable, so that it is reported (and parsed) once. */
+  private badSignature = '';
+  private badBytes: Buffer | null = null;
   private dummyHash: Promise<string> | undefined;
-  private readonly now: () => number;
 
   constructor(private readonly file: string, private readonly options: UserDirectoryOptions = {}) {
-    this.now = options.now ?? Date.now;
     this.reload();
   }
 
   /**
-   * Re-reads the file if it changed since the last read (by mtime, size and inode: a rename
-   * replaces the inode). Returns whether the users were re-read. Throws UsersError when the
-   * changed file is bad; the users read before stay in force.
+   * Re-reads the file if its identity changed since the last read. Returns whether the users
+   * were re-read. Throws UsersError when the changed file is bad; the users read before stay
+   * in force.
    */
   reload(): boolean {
-    this.checkedAt = this.now();
-    let signature: string;
+    const signature = this.stat();
+    if (signature === this.signature || signature === this.badSignature) return false;
+    const bytes = readUsersBytes(this.file);
     try {
-      const st = fs.statSync(this.file);
-      signature = `${st.ino}:${st.size}:${st.mtimeMs}`;
+      this.use(bytes);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
-        throw new UsersError(`users file ${this.file} cannot be read (${(err as NodeJS.ErrnoException).code}): check its permissions`);
-      }
-      signature = 'missing';
+      this.badSignature = signature;
+      this.badBytes = bytes;
+      throw err;
     }
-    if (signature === this.signature) return false;
-    this.users = readUsers(this.file);
     this.signature = signature;
     return true;
   }
 
+  /** The user `name` as the file has it now, or undefined. */
+  current(name: string): UserRecord | undefined {
+    this.refresh(() => this.reload());
+    return this.users.find((u) => u.name === name);
+  }
+
   /** The user when `name` and `password` match, else null. Never throws on client input. */
   async authenticate(name: string, password: string): Promise<UserRecord | null> {
-    if (this.now() - this.checkedAt >= 1000) {
-      try {
-        this.reload();
-      } catch (err) {
-        this.options.onReloadError?.(err as Error);
-      }
-    }
-    const user = typeof name === 'string' ? this.users.find((u) => u.name === name) : undefined;
+    const user = typeof name === 'string' ? this.current(name) : undefined;
+    if (user && (await verifyPassword(user.password, password))) return user;
     if (!user) {
       // Spend the same time as for a real user, so replies do not tell which names exist.
       this.dummyHash ??= hashPassword(crypto.randomBytes(16).toString('hex'));
       await verifyPassword(await this.dummyHash, typeof password === 'string' ? password : '');
-      return null;
     }
-    return (await verifyPassword(user.password, password)) ? user : null;
+    // Before refusing: the file may have changed in a way its stat did not show.
+    if (!this.refresh(() => this.reloadIfBytesChanged())) return null;
+    const now = typeof name === 'string' ? this.users.find((u) => u.name === name) : undefined;
+    return now && (await verifyPassword(now.password, password)) ? now : null;
   }
 
   /** The users as last read (for status output; the records include the hashes). */
   list(): UserRecord[] {
     return [...this.users];
   }
+
+  private refresh(load: () => boolean): boolean {
+    try {
+      return load();
+    } catch (err) {
+      this.options.onReloadError?.(err as Error);
+      return false;
+    }
+  }
+
+  private reloadIfBytesChanged(): boolean {
+    const bytes = readUsersBytes(this.file);
+    if (sameBytes(bytes, this.bytes) || (this.badBytes && sameBytes(bytes, this.badBytes))) return false;
+    try {
+      this.use(bytes);
+    } catch (err) {
+      this.badBytes = bytes;
+      throw err;
+    }
+    this.signature = ''; // the stat taken before may not describe these bytes
+    return true;
+  }
+
+  private use(bytes: Buffer | null): void {
+    this.users = bytes ? parseUsers(this.file, bytes.toString('utf8')) : [];
+    this.bytes = bytes;
+  }
+
+  private stat(): string {
+    try {
+      const st = fs.statSync(this.file, { bigint: true });
+      return `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+    } catch (err) {
+      // Another error is reported by the read that follows, once for as long as it lasts.
+      const code = (err as NodeJS.ErrnoException).code;
+      return code === 'ENOENT' ? 'missing' : `unreadable:${code}`;
+    }
+  }
+}
+
+function sameBytes(a: Buffer | null, b: Buffer | null): boolean {
+  return a === null || b === null ? a === b : a.equals(b);
 }

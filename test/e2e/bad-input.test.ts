@@ -206,7 +206,7 @@ test('100 wrong passwords in a row: slowed, then refused with 421 4.7.0', async 
   }
   expect(replies.slice(0, 9).every((r) => /^535 5\.7\.8 /.test(r))).toBe(true);
   expect(replies[9]).toMatch(/^421 4\.7\.0 too many failed logins from 127\.0\.0\.1/);
-  // from then on the address is refused at connect time
+  // from then on AUTH from the address is refused (127.0.0.1 is trusted, so its connections are still taken)
   expect(replies.slice(10).every((r) => /^421 4\.7\.0 /.test(r))).toBe(true);
   expect(replies.length).toBe(100);
   // failures 4..9 were answered late (0.05 s x 1..5)

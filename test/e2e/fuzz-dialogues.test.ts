@@ -22,6 +22,7 @@ beforeAll(async () => {
     RELAY_MAX_CLIENTS: '500',
     // the failed-login block is tested in bad-input.test.ts; here it would shut out every dialogue
     RELAY_AUTH_MAX_FAILURES: '100000000',
+    RELAY_AUTH_MAX_USER_FAILURES: '100000000',
     RELAY_AUTH_FAILURE_DELAY: '0',
     RELAY_SOCKET_TIMEOUT: '3s',
     RELAY_MAX_SIZE: '64KB',

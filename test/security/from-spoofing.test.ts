@@ -21,7 +21,6 @@ beforeAll(async () => {
   // 127.0.0.9 is not trusted: it must AUTH (allowed without TLS on loopback).
   ({ h, sink } = await startWithSink({ RELAY_TRUSTED_NETWORKS: '127.0.0.1/32', RELAY_LOG_LEVEL: 'warn' }));
   await addUser(h.config.usersFile, { name: 'alice', domains: [DOMAIN], password: 'alice password 1' });
-  await new Promise((r) => setTimeout(r, 1100)); // TEMP: the users file is re-read at most once a second (issue 16.2)
 });
 
 afterAll(async () => {

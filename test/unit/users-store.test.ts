@@ -115,30 +115,45 @@ describe('UserDirectory', () => {
     expect(await users.authenticate(undefined as unknown as string, undefined as unknown as string)).toBeNull();
   });
 
-  test('picks up users added while running, looking at the file at most once a second', async () => {
-    let now = 1_000_000;
-    const users = new UserDirectory(file, { now: () => now });
+  test('picks up users added or removed while running at once, on the next look', async () => {
+    const users = new UserDirectory(file);
     expect(await users.authenticate('app1', 'secret-pw-1')).toBeNull();
     await addUser(file, { name: 'app1', domains: ['example.org'], password: 'secret-pw-1' });
-    now += 500;
-    expect(await users.authenticate('app1', 'secret-pw-1')).toBeNull(); // not looked at yet
-    now += 600;
     expect((await users.authenticate('app1', 'secret-pw-1'))?.name).toBe('app1');
+    expect(users.current('app1')?.domains).toEqual(['example.org']);
 
     removeUser(file, 'app1');
-    expect(users.reload()).toBe(true); // an explicit reload looks right away
-    expect(users.reload()).toBe(false);
+    expect(users.current('app1')).toBeUndefined();
+    expect(users.reload()).toBe(false); // seen already
     expect(await users.authenticate('app1', 'secret-pw-1')).toBeNull();
   });
 
-  test('a broken file keeps the users read before and reports the problem', async () => {
+  test('a rewrite in place that keeps inode, size and mtime is seen (ctime and the bytes tell)', async () => {
     await addUser(file, { name: 'app1', domains: ['example.org'], password: 'secret-pw-1' });
-    let now = 0;
+    const users = new UserDirectory(file);
+    const before = fs.statSync(file);
+    // Same inode, same size, the old mtime put back: only ctime and the bytes differ.
+    const text = fs.readFileSync(file, 'utf8');
+    const other = JSON.parse(text) as { users: { name: string; password: string }[] };
+    const replacement = await hashPassword('secret-pw-2');
+    other.users[0].password = replacement;
+    const changed = `${JSON.stringify(other, null, 2)}\n`;
+    expect(changed.length).toBe(text.length);
+    fs.writeFileSync(file, changed);
+    fs.utimesSync(file, before.atime, before.mtime);
+    expect((await users.authenticate('app1', 'secret-pw-2'))?.name).toBe('app1');
+    expect(await users.authenticate('app1', 'secret-pw-1')).toBeNull();
+  });
+
+  test('a broken file keeps the users read before and reports the problem once', async () => {
+    await addUser(file, { name: 'app1', domains: ['example.org'], password: 'secret-pw-1' });
     const errors: Error[] = [];
-    const users = new UserDirectory(file, { now: () => now, onReloadError: (e) => errors.push(e) });
+    const users = new UserDirectory(file, { onReloadError: (e) => errors.push(e) });
     fs.writeFileSync(file, '{broken');
-    now += 2000;
     expect((await users.authenticate('app1', 'secret-pw-1'))?.name).toBe('app1');
+    expect(await users.authenticate('app1', 'wrong')).toBeNull();
+    expect(users.current('app1')?.name).toBe('app1');
+    expect(errors).toHaveLength(1);
     expect(errors[0].message).toMatch(/not valid JSON/);
   });
 
