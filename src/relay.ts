@@ -13,6 +13,7 @@ import { createLogger, Logger } from './log';
 import { NetworkList } from './policy/client-access';
 import { Spool } from './spool/spool';
 import { AuthFailures } from './submission/auth-failures';
+import { explainListenError } from './submission/listen-error';
 import { startSubmission } from './submission/server';
 import { loadTlsCertificate } from './submission/tls-certificate';
 import { UserDirectory } from './users/store';
@@ -41,6 +42,8 @@ export async function startRelay(config: RelayConfig, options: { log?: Logger } 
     onReloadError: (err) => log.error({ err: err.message }, 'users file changed but cannot be read; the previous users stay in force'),
   });
   const keys = new KeyStore(config.keysDir, log);
+  // every unusable key is logged now, and again whenever the store changes, not at the first message
+  const keyWatch = keys.watch();
   const localAddress = config.delivery.localAddress;
   const keyCheck = startKeyActivation(config, resolver, log);
 
@@ -115,12 +118,20 @@ export async function startRelay(config: RelayConfig, options: { log?: Logger } 
       queue.add(envelope);
       return envelope.id;
     },
+  }).catch(async (err: unknown) => {
+    // Nothing was accepted yet: undo the start, then say which setting is wrong.
+    keyWatch.stop();
+    await keyCheck.stop();
+    await queue.stop(0);
+    await spool.unlock();
+    throw explainListenError(err, config.submission);
   });
 
   return {
     ports: submission.ports,
     queue,
     async close(timeoutMs = 10_000) {
+      keyWatch.stop();
       await keyCheck.stop();
       await submission.close();
       await queue.stop(timeoutMs);
