@@ -82,6 +82,16 @@ describe('the commands are quiet on the system Node.js', () => {
     expect(r.stdout).toMatch(/^usage: dkim-relay /);
   });
 
+  test("the system Node.js satisfies package.json's engines (else npm prints EBADENGINE warnings when it reads the tree)", () => {
+    const version = execFileSync('node', ['--version'], { env }).toString().trim().replace(/^v/, '').split('.').map(Number);
+    const engines = (JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { engines: { node: string } }).engines.node;
+    const m = /^>=\s*(\d+)(?:\.(\d+))?(?:\.(\d+))?$/.exec(engines);
+    if (!m) throw new Error(`engines.node "${engines}" is not of the form >=X.Y.Z`);
+    const wanted = [Number(m[1]), Number(m[2] ?? 0), Number(m[3] ?? 0)];
+    const cmp = version[0] - wanted[0] || version[1] - wanted[1] || version[2] - wanted[2];
+    expect({ node: version.join('.'), engines, satisfied: cmp >= 0 }).toEqual({ node: version.join('.'), engines, satisfied: true });
+  });
+
   test('node bin/dkim-relay.js help works on the system Node.js too', async () => {
     const r = await run('node', ['bin/dkim-relay.js', 'help'], { cwd: ROOT, env });
     expect(r.stderr).toBe('');
