@@ -95,5 +95,5 @@ function help(name: string | undefined, stdout: NodeJS.WritableStream): number {
 
 /** Errors of the modules that are written for the user to read (named *Error by them). */
 function isUserFacing(err: unknown): boolean {
-  return err instanceof Error && ['UsersError', 'KeygenError', 'KeyLifecycleError', 'TlsCertificateError', 'SpoolError', 'IdentityError', 'ListenError'].includes(err.constructor.name);
+  return err instanceof Error && ['UsersError', 'KeygenError', 'KeyLifecycleError', 'TlsCertificateError', 'SpoolError', 'IdentityError', 'StartError'].includes(err.constructor.name);
 }

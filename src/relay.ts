@@ -12,8 +12,8 @@ import { establishIdentity } from './identity/check-at-start';
 import { createLogger, Logger } from './log';
 import { NetworkList } from './policy/client-access';
 import { Spool } from './spool/spool';
+import { explainDataDirError, explainListenError } from './start-errors';
 import { AuthFailures } from './submission/auth-failures';
-import { explainListenError } from './submission/listen-error';
 import { startSubmission } from './submission/server';
 import { loadTlsCertificate } from './submission/tls-certificate';
 import { UserDirectory } from './users/store';
@@ -31,7 +31,9 @@ export async function startRelay(config: RelayConfig, options: { log?: Logger } 
   // Before anything is opened: a fatal identity problem (identity/check-at-start.ts) stops here.
   const hostname = (await establishIdentity(config, resolver, log)).heloName;
   const spool = new Spool(config.dataDir);
-  await spool.lock();
+  await spool.lock().catch((err: unknown) => {
+    throw explainDataDirError(err, config.dataDir);
+  });
   const queued = await spool.open();
   for (const file of spool.damaged) {
     log.error({ file }, 'a queued message does not match its checksum (written out of order before a crash, or damaged on disk): moved to spool-damaged/ and not sent; if the message in it is whole (the file is the message, then its envelope as JSON), submit it again');

@@ -6,6 +6,7 @@
 // in another process sign (or stop) within seconds, without a restart. The running relay
 // also checks every key of the store at start and every RESCAN_MS (watch), so a key that
 // cannot be used is logged once, with its fix, before any mail needs it.
+import fs from 'node:fs';
 import { Logger } from '../log';
 import { SigningKey } from './signer';
 import { chooseSigningKeys, StoredKey, storedDomains, storedKeys } from './stored-keys';
@@ -40,6 +41,8 @@ export class KeyStore {
    */
   watch(intervalMs = RESCAN_MS): { stop(): void } {
     const checkAll = () => {
+      const problem = keysDirProblem(this.keysDir);
+      this.reportOnce('keysDir', problem, () => this.log?.error({ keysDir: this.keysDir }, problem));
       for (const domain of storedDomains(this.keysDir)) this.scan(domain);
     };
     checkAll();
@@ -91,4 +94,19 @@ export class KeyStore {
 
 function since(key: StoredKey): number {
   return Date.parse(key.activated ?? key.created ?? '') || 0;
+}
+
+/** A key store that is not a folder this process can read: no key of it can sign. */
+function keysDirProblem(keysDir: string): string {
+  try {
+    if (fs.statSync(keysDir).isDirectory()) {
+      fs.readdirSync(keysDir);
+      return '';
+    }
+    return `keysDir (env RELAY_KEYS_DIR) ${keysDir} is a file, not a folder, so no DKIM key signs: point keysDir at the key store folder`;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return ''; // no key made yet: each domain's 550 says to run keygen
+    return `keysDir (env RELAY_KEYS_DIR) ${keysDir} cannot be read (${code}), so no DKIM key signs: fix its owner and permissions`;
+  }
 }

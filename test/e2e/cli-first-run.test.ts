@@ -85,6 +85,15 @@ describe('user errors name the setting and the fix, without a stack trace', () =
     }
   });
 
+  test('a data dir that is a file', async () => {
+    const file = path.join(dir, 'not-a-folder');
+    fs.writeFileSync(file, '');
+    const r = await run(['serve'], { RELAY_DATA_DIR: file, RELAY_SUBMISSION_PORT: '0', RELAY_LOG_LEVEL: 'error' });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`dataDir (env RELAY_DATA_DIR) ${file} is a file, not a folder (EEXIST)`);
+    expect(r.stderr).not.toMatch(STACK_FRAME);
+  });
+
   test('a DNS server given by name', async () => {
     const r = await run(['keys', 'list'], { RELAY_DNS_SERVERS: 'localhost:53' });
     expect(r.code).toBe(1);

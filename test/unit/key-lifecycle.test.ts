@@ -279,3 +279,13 @@ test('listKeys reports state, times, size and whether the record matches', async
   expect(JSON.stringify(reports)).not.toContain('PRIVATE');
   expect((await listKeys(keysDir))[0].dns).toBeNull();
 });
+
+test('watch: a key store that is a file is logged once, at error, naming keysDir', () => {
+  fs.mkdirSync(path.dirname(keysDir), { recursive: true });
+  fs.writeFileSync(keysDir, 'not a folder');
+  const { keys, lines } = store();
+  const watch = keys.watch(60_000);
+  watch.stop();
+  expect(lines.map((l) => [l.level, l.msg])).toEqual([[50, `keysDir (env RELAY_KEYS_DIR) ${keysDir} is a file, not a folder, so no DKIM key signs: point keysDir at the key store folder`]]);
+  fs.rmSync(keysDir);
+});
