@@ -122,6 +122,11 @@ function notesOf(reports: KeyReport[]): string[] {
   const domains = new Set(reports.map((r) => r.domain));
   for (const d of domains) {
     const own = reports.filter((r) => r.domain === d);
+    // an active key that cannot be used while another signs: the fall-back is said, not silent
+    const signer = own.find((r) => r.signing && r.algorithm === 'rsa');
+    for (const r of own.filter((k) => k.state === 'active' && k.problem && k.algorithm !== 'ed25519')) {
+      notes.push(`${d} ${r.selector}: cannot be used, so ${d} is ${signer ? `signed with ${signer.selector} meanwhile` : 'not signed (its mail is refused, or sent unsigned with signing.unsignedPolicy=relay)'}`);
+    }
     if (!own.some((r) => r.signing) && own.some((r) => r.state === 'active' && r.algorithm === 'ed25519')) {
       notes.push(`${d}: not signed: it has an active Ed25519 key but no active RSA key (Gmail, Outlook and Yahoo do not verify Ed25519)`);
     }
