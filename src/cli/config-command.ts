@@ -60,6 +60,7 @@ export function masked(name: string, value: unknown): unknown {
 }
 
 function formatValue(value: unknown): string {
+  if (Array.isArray(value) && !value.length) return '(none)';
   if (Array.isArray(value)) return value.every((v) => typeof v === 'string') ? value.join(', ') : JSON.stringify(value);
   if (typeof value === 'string') return value === '' ? '""' : value;
   return typeof value === 'object' ? JSON.stringify(value) : String(value);
