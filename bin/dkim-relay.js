@@ -1,14 +1,21 @@
 #!/usr/bin/env node
 'use strict';
 // Entry point of the `dkim-relay` command: checks the Node.js version, then hands over to the
-// compiled CLI. Run it through npm (`npx dkim-relay`, `npm start`) so that the Node.js 24 from
-// the `node` devDependency comes first on PATH.
+// compiled CLI. dkim-relay needs Node.js >= 22.19 (mailauth 7); `npm ci` installs Node.js 24
+// as the `node` devDependency. Started by an older Node.js (the system's, through `npx` or
+// `node bin/dkim-relay.js`), this launcher runs the command on that Node.js 24 instead, so
+// the commands work and npm has no engine to warn about (package.json engines: the launcher's).
 const [major, minor] = process.versions.node.split('.').map(Number);
 if (major < 22 || (major === 22 && minor < 19)) {
+  const path = require('node:path');
+  const projectNode = path.join(__dirname, '..', 'node_modules', 'node', 'bin', 'node');
+  if (require('node:fs').existsSync(projectNode)) {
+    runOn(projectNode);
+    return;
+  }
   process.stderr.write(
     `dkim-relay needs Node.js >= 22.19, this is ${process.version}.\n` +
-      'Run it as `npx dkim-relay ...` or `npm start` from the project folder (they use the Node.js ' +
-      'installed by `npm ci`), or install Node.js 22.19 or newer.\n'
+      'Run `npm ci` in the project folder (it installs Node.js 24 for dkim-relay), or install Node.js 22.19 or newer.\n'
   );
   process.exit(2);
 }
@@ -47,4 +54,23 @@ function commandOf(args) {
     else if (!args[i].startsWith('-')) return args[i];
   }
   return undefined;
+}
+
+/**
+ * Runs this command on `node` and exits as it does. SIGTERM and SIGHUP are passed on (a
+ * service manager sends them to this process only); SIGINT from a terminal reaches both
+ * processes already, so it is not passed on again (serve would take it as a second signal).
+ */
+function runOn(node) {
+  const child = require('node:child_process').spawn(node, [...process.execArgv, __filename, ...process.argv.slice(2)], { stdio: 'inherit' });
+  for (const signal of ['SIGTERM', 'SIGHUP']) process.on(signal, () => child.kill(signal));
+  process.on('SIGINT', () => undefined);
+  child.on('exit', (code, signal) => {
+    if (signal) {
+      process.removeAllListeners(signal);
+      process.kill(process.pid, signal);
+    } else {
+      process.exit(code === null ? 1 : code);
+    }
+  });
 }

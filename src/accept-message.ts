@@ -269,8 +269,7 @@ function prepareHeaders(section: Buffer, message: IncomingMessage, ctx: AcceptCo
   const keys = ctx.keys.signingKeys(facts.fromDomain);
   if (!keys.length) {
     if (ctx.unsignedPolicy === 'refuse') {
-      throw new Rejection(550, '5.7.1',
-        `no DKIM key for ${facts.fromDomain}: make one with \`dkim-relay keygen --domain ${facts.fromDomain}\` and publish its DNS record`);
+      throw new Rejection(550, '5.7.1', ctx.keys.whyUnsigned(facts.fromDomain));
     }
     ctx.log.warn({ domain: facts.fromDomain }, `relaying unsigned mail: no DKIM key for ${facts.fromDomain}`);
     return { header, sign: null, signing: undefined };

@@ -1,9 +1,12 @@
 // What every CLI command receives, and the two errors it may throw. Commands never print a
 // stack trace: cli.ts prints the message of these errors and exits with their code.
+import { SettingOrigin } from './config/load';
 import { RelayConfig } from './config/schema';
 
 export interface CliContext {
   config: RelayConfig;
+  /** Where each setting came from (`config show`); absent when a test builds the config. */
+  origins?: Record<string, SettingOrigin>;
   stdout: NodeJS.WritableStream;
   stderr: NodeJS.WritableStream;
   stdin: NodeJS.ReadableStream;

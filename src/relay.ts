@@ -12,6 +12,7 @@ import { establishIdentity } from './identity/check-at-start';
 import { createLogger, Logger } from './log';
 import { NetworkList } from './policy/client-access';
 import { Spool } from './spool/spool';
+import { explainDataDirError, explainListenError } from './start-errors';
 import { AuthFailures } from './submission/auth-failures';
 import { startSubmission } from './submission/server';
 import { loadTlsCertificate } from './submission/tls-certificate';
@@ -30,7 +31,9 @@ export async function startRelay(config: RelayConfig, options: { log?: Logger } 
   // Before anything is opened: a fatal identity problem (identity/check-at-start.ts) stops here.
   const hostname = (await establishIdentity(config, resolver, log)).heloName;
   const spool = new Spool(config.dataDir);
-  await spool.lock();
+  await spool.lock().catch((err: unknown) => {
+    throw explainDataDirError(err, config.dataDir);
+  });
   const queued = await spool.open();
   for (const file of spool.damaged) {
     log.error({ file }, 'a queued message does not match its checksum (written out of order before a crash, or damaged on disk): moved to spool-damaged/ and not sent; if the message in it is whole (the file is the message, then its envelope as JSON), submit it again');
@@ -41,6 +44,8 @@ export async function startRelay(config: RelayConfig, options: { log?: Logger } 
     onReloadError: (err) => log.error({ err: err.message }, 'users file changed but cannot be read; the previous users stay in force'),
   });
   const keys = new KeyStore(config.keysDir, log);
+  // every unusable key is logged now, and again whenever the store changes, not at the first message
+  const keyWatch = keys.watch();
   const localAddress = config.delivery.localAddress;
   const keyCheck = startKeyActivation(config, resolver, log);
 
@@ -119,12 +124,20 @@ export async function startRelay(config: RelayConfig, options: { log?: Logger } 
       queue.add(envelope);
       return envelope.id;
     },
+  }).catch(async (err: unknown) => {
+    // Nothing was accepted yet: undo the start, then say which setting is wrong.
+    keyWatch.stop();
+    await keyCheck.stop();
+    await queue.stop(0);
+    await spool.unlock();
+    throw explainListenError(err, config.submission);
   });
 
   return {
     ports: submission.ports,
     queue,
     async close(timeoutMs = 10_000) {
+      keyWatch.stop();
       await keyCheck.stop();
       await submission.close();
       authFailures.close();

@@ -8,6 +8,7 @@ import { parseArgs } from 'node:util';
 import { Command, UsageError } from '../cli-context';
 import { formatReport, reportJson } from '../doctor/report';
 import { DoctorDomainError, runDoctor } from '../doctor/run-doctor';
+import { configUsedNote } from './config-used';
 
 export const DOCTOR_USAGE = 'usage: dkim-relay doctor [--domain DOMAIN] [--json]';
 
@@ -55,5 +56,6 @@ export const doctorCommand: Command = async (args, ctx) => {
   }
   if (shown) ctx.stderr.write(`doctor: done in ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
   ctx.stdout.write(values.json ? reportJson(report) : formatReport(report));
+  if (!report.summary.ok) ctx.stderr.write(`${configUsedNote(ctx)}\n`);
   return report.summary.ok ? 0 : 1;
 };

@@ -7,11 +7,12 @@ import { createResolver } from '../dns/resolver';
 import { dkimRecordValue, recordName, zoneFileRecord } from '../dkim/dns-record';
 import { activateKey, KeyLifecycleError, keyName, KeyReport, listKeys, retireKey } from '../dkim/key-lifecycle';
 import { readStoredKey } from '../dkim/stored-keys';
+import { configUsedNote } from './config-used';
 
 export const KEYS_USAGE = [
   'usage: dkim-relay keys list [DOMAIN] [--json] [--no-dns]',
   '       dkim-relay keys activate DOMAIN SELECTOR',
-  '       dkim-relay keys retire DOMAIN SELECTOR',
+  '       dkim-relay keys retire DOMAIN SELECTOR [--force]',
   '       dkim-relay keys record DOMAIN SELECTOR [--format zone|value]',
 ].join('\n');
 
@@ -40,7 +41,8 @@ export const keysCommand: Command = async (args, ctx) => {
         throw new UsageError(`unknown keys command "${sub}": use list, activate, retire or record\n${KEYS_USAGE}`);
     }
   } catch (err) {
-    if (err instanceof KeyLifecycleError) throw new CliError(err.message);
+    // activate failed on what DNS said: say where this command looked
+    if (err instanceof KeyLifecycleError) throw new CliError(sub === 'activate' ? `${err.message}\n${configUsedNote(ctx)}` : err.message);
     throw err;
   }
 };
@@ -86,7 +88,7 @@ async function list(args: string[], ctx: CliContext): Promise<number> {
     return 0;
   }
   if (!reports.length) {
-    ctx.stderr.write(`No DKIM keys${domain ? ` for ${domain}` : ''} in ${ctx.config.keysDir}: make one with dkim-relay keygen --domain DOMAIN\n`);
+    ctx.stderr.write(`No DKIM keys${domain ? ` for ${domain}` : ''} in ${ctx.config.keysDir}: make one with dkim-relay keygen --domain DOMAIN\n${configUsedNote(ctx)}\n`);
     return 0;
   }
   const rows = [['DOMAIN', 'SELECTOR', 'ALGORITHM', 'SIZE', 'STATE', 'CREATED', 'ACTIVATED', 'DNS', 'SIGNS']];
@@ -102,6 +104,7 @@ async function list(args: string[], ctx: CliContext): Promise<number> {
   for (const row of rows) ctx.stdout.write(`${row.map((cell, i) => cell.padEnd(widths[i])).join('  ').trimEnd()}\n`);
   const notes = notesOf(reports);
   if (notes.length) ctx.stdout.write(`\n${notes.join('\n')}\n`);
+  if (reports.some((r) => r.dns && r.dns.status !== 'match' && r.state !== 'retired')) ctx.stderr.write(`${configUsedNote(ctx)}\n`);
   return 0;
 }
 
@@ -119,6 +122,11 @@ function notesOf(reports: KeyReport[]): string[] {
   const domains = new Set(reports.map((r) => r.domain));
   for (const d of domains) {
     const own = reports.filter((r) => r.domain === d);
+    // an active key that cannot be used while another signs: the fall-back is said, not silent
+    const signer = own.find((r) => r.signing && r.algorithm === 'rsa');
+    for (const r of own.filter((k) => k.state === 'active' && k.problem && k.algorithm !== 'ed25519')) {
+      notes.push(`${d} ${r.selector}: cannot be used, so ${d} is ${signer ? `signed with ${signer.selector} meanwhile` : 'not signed (its mail is refused, or sent unsigned with signing.unsignedPolicy=relay)'}`);
+    }
     if (!own.some((r) => r.signing) && own.some((r) => r.state === 'active' && r.algorithm === 'ed25519')) {
       notes.push(`${d}: not signed: it has an active Ed25519 key but no active RSA key (Gmail, Outlook and Yahoo do not verify Ed25519)`);
     }
@@ -151,9 +159,9 @@ async function activate(args: string[], ctx: CliContext): Promise<number> {
 }
 
 function retire(args: string[], ctx: CliContext): number {
-  const { positionals } = parse(() => parseArgs({ args, allowPositionals: true, options: {} }));
+  const { values, positionals } = parse(() => parseArgs({ args, allowPositionals: true, options: { force: { type: 'boolean' } } }));
   const { domain, selector } = domainAndSelector('retire', positionals);
-  const result = retireKey(ctx.config.keysDir, domain, selector);
+  const result = retireKey(ctx.config.keysDir, domain, selector, new Date(), { force: values.force });
   const name = recordName(selector, domain);
   if (result.alreadyRetired) {
     ctx.stderr.write(`The key ${selector} of ${domain} is already retired (since ${when(result.key.retired)}).\n`);

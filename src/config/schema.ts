@@ -54,6 +54,13 @@ function listOf(name: string, check: (item: string) => unknown) {
 
 convict.addFormat(listOf('cidr-list', parseCidr));
 convict.addFormat(listOf('hostport-list', (s) => parseHostPort(s, 53)));
+// DNS servers are asked before any name can be resolved, so they must be addresses.
+convict.addFormat(listOf('ip-port-list', (s) => {
+  const { host } = parseHostPort(s, 53);
+  if (!net.isIP(host)) {
+    throw new Error(`"${s}" names a host, but DNS servers must be IP addresses with an optional port, such as 127.0.0.1, 192.0.2.53:53 or [2001:db8::53]:53`);
+  }
+}));
 convict.addFormat(listOf('dns-zone-list', (s) => {
   if (!/^([a-z0-9_]([a-z0-9_-]*[a-z0-9_])?\.)+[a-z0-9]([a-z0-9-]*[a-z0-9])?$/i.test(s)) throw new Error(`"${s}" is not a DNS zone name (for example bl.spamcop.net)`);
 }));
@@ -80,9 +87,10 @@ convict.addFormat({
 convict.addFormat({
   name: 'bytes',
   validate(value: unknown) {
-    if (!Number.isInteger(value) || (value as number) < 1) throw new Error('must be a positive number of bytes');
+    if (!Number.isInteger(value) || (value as number) < 1) throw new Error(`must be a size: a number of bytes, or with a unit ${BYTE_UNITS} (for example 50M or 512K)`);
   },
-  coerce: (value: string) => parseBytes(value),
+  // an unreadable size stays a string, so the message quotes what was written
+  coerce: (value: string) => (Number.isNaN(parseBytes(value)) ? value : parseBytes(value)),
 });
 convict.addFormat({
   name: 'duration-list',
@@ -111,12 +119,15 @@ convict.addFormat({
   coerce: (value: string) => parseSeconds(value),
 });
 
-/** "50MB", "512KB", "1048576" -> bytes. */
+/** The units a size takes, as error messages and README name them. */
+export const BYTE_UNITS = 'K, M or G (also KB, MB, GB, KiB, MiB, GiB; all 1024-based)';
+
+/** "50M", "50MB", "512K", "1048576" -> bytes (units are powers of 1024, like Postfix's sizes). */
 export function parseBytes(value: string | number): number {
   if (typeof value === 'number') return value;
-  const m = /^\s*(\d+)\s*(B|KB|MB|GB)?\s*$/i.exec(value);
+  const m = /^\s*(\d+)\s*(?:([KMG])(?:i?B)?|B)?\s*$/i.exec(value);
   if (!m) return NaN;
-  const unit = { B: 1, KB: 1024, MB: 1024 ** 2, GB: 1024 ** 3 }[(m[2] ?? 'B').toUpperCase() as 'B'];
+  const unit = { '': 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3 }[(m[2] ?? '').toUpperCase() as ''];
   return Number(m[1]) * unit;
 }
 
@@ -182,7 +193,7 @@ export const schema = {
       doc: 'Port of an additional implicit-TLS submission listener (like 465); 0 turns it off.',
       format: 'port', default: 0, env: 'RELAY_SUBMISSION_TLS_PORT',
     },
-    maxSize: { doc: 'Largest message accepted, in bytes (or 50MB, 512KB).', format: 'bytes', default: 50 * 1024 * 1024, env: 'RELAY_MAX_SIZE' },
+    maxSize: { doc: 'Largest message accepted, in bytes or with a unit K, M, G (50M, 512K).', format: 'bytes', default: 50 * 1024 * 1024, env: 'RELAY_MAX_SIZE' },
     maxRecipients: { doc: 'Most recipients accepted for one message.', format: 'nat', default: 500, env: 'RELAY_MAX_RECIPIENTS' },
     maxLineLength: {
       doc: 'Longest header or body line accepted, in octets without CRLF (RFC 5322 allows 998).',
@@ -297,7 +308,7 @@ export const schema = {
     },
   },
   dns: {
-    servers: { doc: 'DNS resolvers as host[:port]; empty: the system\'s.', format: 'hostport-list', default: [] as string[], env: 'RELAY_DNS_SERVERS' },
+    servers: { doc: 'DNS resolvers as IP address[:port]; empty: the system\'s.', format: 'ip-port-list', default: [] as string[], env: 'RELAY_DNS_SERVERS' },
     timeout: { doc: 'Time to wait for one DNS answer.', format: 'seconds', default: 5, env: 'RELAY_DNS_TIMEOUT' },
   },
   log: {

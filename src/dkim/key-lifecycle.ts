@@ -131,8 +131,11 @@ export interface Retirement {
   warnings: string[];
 }
 
-/** `keys retire`: the key stops signing (its record should stay published a while). */
-export function retireKey(keysDir: string, domainInput: string, selectorInput: string, now = new Date()): Retirement {
+/**
+ * `keys retire`: the key stops signing (its record should stay published a while). Retiring
+ * the last RSA key that signs for a domain stops all its mail, so it needs `force`.
+ */
+export function retireKey(keysDir: string, domainInput: string, selectorInput: string, now = new Date(), options: { force?: boolean } = {}): Retirement {
   const { domain, selector } = keyName(domainInput, selectorInput);
   const key = existingKey(keysDir, domain, selector);
   if (key.state === 'retired') return { key, alreadyRetired: true, warnings: [] };
@@ -150,7 +153,14 @@ export function retireKey(keysDir: string, domainInput: string, selectorInput: s
         `${ED25519_ONLY_REASON}. Activate another RSA key first (dkim-relay keygen --domain ${domain}, publish, dkim-relay keys activate), ` +
         `or retire the Ed25519 key too`);
     }
-    warnings.push(`${domain} has no active key now: its mail is refused (or sent unsigned with signing.unsignedPolicy=relay) until another key is active`);
+    const consequence = 'its mail is refused (or sent unsigned with signing.unsignedPolicy=relay) until another key is active';
+    if (key.privateKey && !options.force) {
+      throw new KeyLifecycleError(
+        `${selector} is the last active RSA key of ${domain}: once it is retired ${domain} has no signing key, and ${consequence}. ` +
+        `Make and activate its successor first (dkim-relay keygen --domain ${domain}, publish the record, dkim-relay keys activate), ` +
+        `or retire it anyway with \`dkim-relay keys retire ${domain} ${selector} --force\``);
+    }
+    warnings.push(`${domain} has no active key now: ${consequence}`);
   }
   writeMetadata(key.metadataPath, metadataOf(key, { state: 'retired', retired: now.toISOString() }, now));
   return { key: readStoredKey(keysDir, domain, selector), alreadyRetired: false, warnings };

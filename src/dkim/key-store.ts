@@ -3,12 +3,17 @@
 // state in <selector>.json (pending, active, retired; key-metadata.ts). Of the usable active
 // keys the newest of each algorithm signs (stored-keys.ts chooseSigningKeys). The folder is
 // read again at most every RESCAN_MS, so keys made, activated or retired by `dkim-relay keys`
-// in another process sign (or stop) within seconds, without a restart.
+// in another process sign (or stop) within seconds, without a restart. The running relay
+// also checks every key of the store at start and every RESCAN_MS (watch), so a key that
+// cannot be used is logged once, with its fix, before any mail needs it.
+import fs from 'node:fs';
 import { Logger } from '../log';
 import { SigningKey } from './signer';
-import { chooseSigningKeys, StoredKey, storedKeys } from './stored-keys';
+import { chooseSigningKeys, StoredKey, storedDomains, storedKeys } from './stored-keys';
+import { unsignedReason } from './unsigned-reason';
 
 const RESCAN_MS = 2000;
+const DOMAIN = /^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$/;
 
 interface CacheEntry { scannedAt: number; keys: SigningKey[] }
 
@@ -22,28 +27,58 @@ export class KeyStore {
   signingKeys(domain: string): SigningKey[] {
     const cached = this.cache.get(domain);
     if (cached && Date.now() - cached.scannedAt < RESCAN_MS) return cached.keys;
-    const keys = this.scan(domain);
-    this.cache.set(domain, { scannedAt: Date.now(), keys });
-    return keys;
+    return this.scan(domain);
+  }
+
+  /** Why mail of `domain` is not signed, and what to do: the reason of a 550. */
+  whyUnsigned(domain: string): string {
+    return unsignedReason(domain, DOMAIN.test(domain) ? storedKeys(this.keysDir, domain) : []);
+  }
+
+  /**
+   * Checks every key of the store now and every `intervalMs`: each key that cannot be used
+   * is logged once (again only after it changed), with its fix.
+   */
+  watch(intervalMs = RESCAN_MS): { stop(): void } {
+    const checkAll = () => {
+      const problem = keysDirProblem(this.keysDir);
+      this.reportOnce('keysDir', problem, () => this.log?.error({ keysDir: this.keysDir }, problem));
+      for (const domain of storedDomains(this.keysDir)) this.scan(domain);
+    };
+    checkAll();
+    const timer = setInterval(checkAll, intervalMs);
+    timer.unref();
+    return { stop: () => clearInterval(timer) };
   }
 
   private scan(domain: string): SigningKey[] {
     // The domain comes from a From header: never let it walk out of the key store.
-    if (!/^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$/.test(domain)) return [];
+    if (!DOMAIN.test(domain)) return [];
     const stored = storedKeys(this.keysDir, domain);
-    for (const key of stored) this.report(key);
     const chosen = chooseSigningKeys(stored);
+    for (const key of stored) this.report(key, chosen);
     const edOnly = !chosen.length && stored.some((k) => k.state === 'active' && k.privateKey && k.algorithm === 'ed25519');
     this.reportOnce(`${domain}/ed25519-only`, edOnly ? 'ed25519-only' : '', () => this.log?.error({ domain },
       `${domain} has an active Ed25519 key but no active RSA key, so its mail is not signed: Gmail, Outlook and Yahoo do not verify Ed25519. ` +
       `Make and activate an RSA key: dkim-relay keygen --domain ${domain}`));
-    return chosen.map((k) => ({ domain, selector: k.selector, algorithm: k.algorithm!, privateKey: k.privateKey! }));
+    const keys = chosen.map((k) => ({ domain, selector: k.selector, algorithm: k.algorithm!, privateKey: k.privateKey! }));
+    this.cache.set(domain, { scannedAt: Date.now(), keys });
+    return keys;
   }
 
-  /** Logs a key that cannot sign (only pending-or-active ones matter: retired keys never sign). */
-  private report(key: StoredKey): void {
+  /**
+   * Logs a key that cannot sign (only pending-or-active ones matter: retired keys never sign),
+   * and what signs instead, so a fall-back to an older key is never silent.
+   */
+  private report(key: StoredKey, chosen: StoredKey[]): void {
     const problem = key.problem && key.state !== 'retired' ? key.problem : '';
-    this.reportOnce(key.path, problem, () => this.log?.error({ file: key.path, domain: key.domain, selector: key.selector }, problem));
+    this.reportOnce(key.path, problem, () => {
+      const instead = chosen.find((k) => k.algorithm === key.algorithm || (!key.algorithm && k.algorithm === 'rsa'));
+      const consequence = key.state === 'pending' ? ''
+        : instead ? `. Meanwhile ${key.domain} is signed with its ${since(instead) < since(key) ? 'older ' : ''}key ${instead.selector}`
+          : chosen.some((k) => k.algorithm === 'rsa') ? '' : `. Until then mail from ${key.domain} cannot be signed`;
+      this.log?.error({ file: key.path, domain: key.domain, selector: key.selector, state: key.state }, problem + consequence);
+    });
   }
 
   private reportOnce(id: string, problem: string, log: () => void): void {
@@ -54,5 +89,24 @@ export class KeyStore {
     } else {
       this.reported.delete(id);
     }
+  }
+}
+
+function since(key: StoredKey): number {
+  return Date.parse(key.activated ?? key.created ?? '') || 0;
+}
+
+/** A key store that is not a folder this process can read: no key of it can sign. */
+function keysDirProblem(keysDir: string): string {
+  try {
+    if (fs.statSync(keysDir).isDirectory()) {
+      fs.readdirSync(keysDir);
+      return '';
+    }
+    return `keysDir (env RELAY_KEYS_DIR) ${keysDir} is a file, not a folder, so no DKIM key signs: point keysDir at the key store folder`;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return ''; // no key made yet: each domain's 550 says to run keygen
+    return `keysDir (env RELAY_KEYS_DIR) ${keysDir} cannot be read (${code}), so no DKIM key signs: fix its owner and permissions`;
   }
 }

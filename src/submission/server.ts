@@ -9,6 +9,7 @@ import { Rejection } from '../policy/rejection';
 import { checkSenderDomain, domainOf } from '../policy/sender-domains';
 import { UserDirectory } from '../users/store';
 import { AuthFailures } from './auth-failures';
+import { logRefusals } from './refusal-log';
 import { accountChangeRefusal, SessionUser, sessionUserFor } from './session-account';
 import './data-dot-search';
 import './greeting-without-delay';
@@ -54,7 +55,7 @@ export interface SubmissionServer {
 export async function startSubmission(options: SubmissionOptions): Promise<SubmissionServer> {
   const { log } = options;
 
-  const base: SMTPServerOptions = {
+  const base: SMTPServerOptions = logRefusals({
     name: options.hostname,
     banner: 'dkim-relay ESMTP',
     key: options.tls.key,
@@ -154,7 +155,7 @@ export async function startSubmission(options: SubmissionOptions): Promise<Submi
         callback(new Rejection(451, '4.3.0', 'local error while accepting the message; try again later'));
       });
     },
-  };
+  }, log);
 
   const servers: SMTPServer[] = [];
   const listen = (server: SMTPServer, port: number) => new Promise<number>((resolve, reject) => {
@@ -173,7 +174,11 @@ export async function startSubmission(options: SubmissionOptions): Promise<Submi
   if (options.tlsPort) {
     const implicit = new SMTPServer({ ...base, secure: true });
     servers.push(implicit);
-    ports.tls = await listen(implicit, options.tlsPort);
+    // The STARTTLS listener is open already: close it again when this one cannot open.
+    ports.tls = await listen(implicit, options.tlsPort).catch(async (err: unknown) => {
+      await new Promise<void>((resolve) => starttls.close(() => resolve()));
+      throw err;
+    });
   }
   log.info({ host: options.host, ...ports }, 'submission listening');
 

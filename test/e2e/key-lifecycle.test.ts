@@ -216,8 +216,8 @@ test('a key others can read and a damaged key: refused with the fix and their pa
     expect(r.code).toBe(550);
   }
   const errors = logLines(h).filter((l) => l.level === 50).map((l) => String(l.msg));
-  expect(errors).toContain(`DKIM key ${openFile} is readable by others (mode 0640) and is not used: run \`chmod 600 ${openFile}\``);
-  expect(errors).toContain(`DKIM key ${brokenFile} is damaged or not a PEM private key: restore it from a backup, or make a new key with dkim-relay keygen`);
+  expect(errors).toContain(`DKIM key ${openFile} is readable by others (mode 0640) and is not used: run \`chmod 600 ${openFile}\`. Until then mail from open.test cannot be signed`);
+  expect(errors).toContain(`DKIM key ${brokenFile} is damaged or not a PEM private key: restore it from a backup, or make a new key with dkim-relay keygen. Until then mail from broken.test cannot be signed`);
   expect(await signatures(await send(DOMAIN))).toEqual([`${DOMAIN}/b/rsa-sha256`]);
 
   const list = await cli(['keys', 'list']);

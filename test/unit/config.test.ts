@@ -3,8 +3,8 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { ConfigError, loadConfig } from '../../src/config/load';
-import { schema } from '../../src/config/schema';
+import { closest, ConfigError, loadConfig, loadConfigWithOrigins } from '../../src/config/load';
+import { parseBytes, schema } from '../../src/config/schema';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'dkim-relay-config-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -82,4 +82,40 @@ test('README documents every setting and its environment variable', () => {
   };
   walk(schema as unknown as Record<string, unknown>, '');
   expect(missing).toEqual([]);
+});
+
+test('sizes: bytes, or K, M, G (KB, MB, GB, KiB... too), all 1024-based', () => {
+  expect(parseBytes('1048576')).toBe(1048576);
+  expect(parseBytes('50M')).toBe(50 * 1024 ** 2);
+  expect(parseBytes('50MB')).toBe(50 * 1024 ** 2);
+  expect(parseBytes('512k')).toBe(512 * 1024);
+  expect(parseBytes('2GiB')).toBe(2 * 1024 ** 3);
+  expect(parseBytes('10B')).toBe(10);
+  expect(parseBytes('50 megs')).toBeNaN();
+  expect(() => loadConfig({ env: { RELAY_MAX_SIZE: '5T' } })).toThrow(/must be a size: a number of bytes, or with a unit K, M or G .*value was "5T"/);
+});
+
+test('an unknown RELAY_* variable is refused with the closest known one; RELAY_PASSWORD is let through', () => {
+  expect(() => loadConfig({ env: { RELAY_SUBMISION_PORT: '2600' } })).toThrow(/unknown environment variable RELAY_SUBMISION_PORT: did you mean RELAY_SUBMISSION_PORT\?/);
+  expect(() => loadConfig({ env: { RELAY_FROBNICATE: '1' } })).toThrow(/unknown environment variable RELAY_FROBNICATE \(unset it/);
+  expect(() => loadConfig({ env: { RELAY_PASSWORD: 'x', OTHER_THING: '1' } })).not.toThrow();
+  expect(closest('RELAY_DNS_SERVER', ['RELAY_DNS_SERVERS', 'RELAY_DNS_TIMEOUT'])).toBe('RELAY_DNS_SERVERS');
+});
+
+test('an unknown key in a file names the closest setting', () => {
+  const file = writeConfig('{"submission": {"prot": 2525}}');
+  expect(() => loadConfig({ configFile: file, env: {} })).toThrow(/unknown setting "submission.prot" \(did you mean "submission.port"\?\)/);
+});
+
+test('dns.servers takes IP addresses only', () => {
+  expect(loadConfig({ env: { RELAY_DNS_SERVERS: '192.0.2.53, [2001:db8::53]:5353' } }).dns.servers).toEqual(['192.0.2.53', '[2001:db8::53]:5353']);
+  expect(() => loadConfig({ env: { RELAY_DNS_SERVERS: 'localhost:53' } })).toThrow(/"localhost:53" names a host, but DNS servers must be IP addresses/);
+});
+
+test('origins: default, config file, environment', () => {
+  const file = writeConfig('{"delivery": {"mxPort": 2626}}');
+  const { origins } = loadConfigWithOrigins({ configFile: file, env: { RELAY_KEYS_DIR: '/k' } });
+  expect(origins['delivery.mxPort']).toEqual({ source: 'config file', from: file });
+  expect(origins.keysDir).toEqual({ source: 'environment', from: 'RELAY_KEYS_DIR' });
+  expect(origins['dns.timeout']).toEqual({ source: 'default' });
 });

@@ -185,7 +185,11 @@ test('the newest active key of each algorithm signs: RSA and Ed25519 together, n
   expect(() => retireKey(keysDir, 'example.org', 'a')).toThrow(
     /a is the last active RSA key of example.org, and the Ed25519 key ed must not sign alone: Gmail, Outlook and Yahoo do not verify Ed25519/);
   retireKey(keysDir, 'example.org', 'ed');
-  expect(retireKey(keysDir, 'example.org', 'a').warnings).toEqual([expect.stringContaining('example.org has no active key now')]);
+  // a is the last active RSA key: retiring it stops all mail of the domain, so it needs force
+  expect(() => retireKey(keysDir, 'example.org', 'a')).toThrow(
+    /a is the last active RSA key of example.org: once it is retired example.org has no signing key, and its mail is refused .* `dkim-relay keys retire example.org a --force`/);
+  expect(selectors(store().keys, 'example.org')).toEqual(['rsa:a']);
+  expect(retireKey(keysDir, 'example.org', 'a', new Date(), { force: true }).warnings).toEqual([expect.stringContaining('example.org has no active key now')]);
   expect(retireKey(keysDir, 'example.org', 'a').alreadyRetired).toBe(true);
   expect(store().keys.signingKeys('example.org')).toEqual([]);
   // a retired key's record is still there and its key may be activated again
@@ -232,10 +236,10 @@ test('a key others can read, an unreadable and a damaged key are reported with t
   expect(selectors(keys, 'good.test')).toEqual(['rsa:s1']);
   const messages = lines.map((l) => String(l.msg));
   expect(messages).toEqual([
-    `DKIM key ${open} is readable by others (mode 0644) and is not used: run \`chmod 600 ${open}\``,
-    `DKIM key ${dir} cannot be read (EISDIR): make it readable by the user the relay runs as (owner of the file, mode 600)`,
-    `DKIM key ${bad} is damaged or not a PEM private key: restore it from a backup, or make a new key with dkim-relay keygen`,
-    `the key state file ${meta} is not valid JSON: the key does not sign until its state is written again with \`dkim-relay keys activate meta.test s1\` or \`dkim-relay keys retire meta.test s1\``,
+    `DKIM key ${open} is readable by others (mode 0644) and is not used: run \`chmod 600 ${open}\`. Until then mail from open.test cannot be signed`,
+    `DKIM key ${dir} cannot be read (EISDIR): make it readable by the user the relay runs as (owner of the file, mode 600). Until then mail from dir.test cannot be signed`,
+    `DKIM key ${bad} is damaged or not a PEM private key: restore it from a backup, or make a new key with dkim-relay keygen. Until then mail from bad.test cannot be signed`,
+    `the key state file ${meta} is not valid JSON: the key does not sign until its state is written again with \`dkim-relay keys activate meta.test s1\` or \`dkim-relay keys retire meta.test s1\`. Until then mail from meta.test cannot be signed`,
   ]);
   expect(messages.join('\n')).not.toMatch(/bm90IGEga2V5|MII/); // no key material
   // each problem is logged once, not on every message
@@ -274,4 +278,14 @@ test('listKeys reports state, times, size and whether the record matches', async
   expect(parseRecordValue(a.recordValue).p).not.toBe('');
   expect(JSON.stringify(reports)).not.toContain('PRIVATE');
   expect((await listKeys(keysDir))[0].dns).toBeNull();
+});
+
+test('watch: a key store that is a file is logged once, at error, naming keysDir', () => {
+  fs.mkdirSync(path.dirname(keysDir), { recursive: true });
+  fs.writeFileSync(keysDir, 'not a folder');
+  const { keys, lines } = store();
+  const watch = keys.watch(60_000);
+  watch.stop();
+  expect(lines.map((l) => [l.level, l.msg])).toEqual([[50, `keysDir (env RELAY_KEYS_DIR) ${keysDir} is a file, not a folder, so no DKIM key signs: point keysDir at the key store folder`]]);
+  fs.rmSync(keysDir);
 });

@@ -63,7 +63,8 @@ test('activate, list, retire and record, with what each says', async () => {
   expect(json.map((k) => [k.selector, k.state, k.signing, (k.dns as { status: string }).status])).toEqual([['a', 'active', true, 'match'], ['b', 'retired', false, 'missing']]);
   expect(json[1]).toMatchObject({ algorithm: 'rsa', bits: 3072, created: '2026-01-02T10:00:00.000Z', retired: expect.any(String), problem: null, legacy: false });
 
-  const lastRetire = await run(['retire', 'example.org', 'a']);
+  await expect(run(['retire', 'example.org', 'a'])).rejects.toThrow(/a is the last active RSA key of example\.org: .*--force/);
+  const lastRetire = await run(['retire', 'example.org', 'a', '--force']);
   expect(lastRetire.stderr).toContain('WARNING: example.org has no active key now: its mail is refused (or sent unsigned with signing.unsignedPolicy=relay) until another key is active');
 
   expect((await run(['record', 'example.org', 'a', '--format', 'value'])).stdout).toBe(`${a.recordValue}\n`);
