@@ -13,6 +13,7 @@ import { createLogger, Logger } from './log';
 import { NetworkList } from './policy/client-access';
 import { Spool } from './spool/spool';
 import { AuthFailures } from './submission/auth-failures';
+import { ConnectionLimits } from './submission/connection-limits';
 import { startSubmission } from './submission/server';
 import { loadTlsCertificate } from './submission/tls-certificate';
 import { UserDirectory } from './users/store';
@@ -78,6 +79,13 @@ export async function startRelay(config: RelayConfig, options: { log?: Logger } 
     maxRecipients: config.submission.maxRecipients,
     maxClients: config.submission.maxClients,
     maxCommandLength: config.submission.maxCommandLength,
+    connectionLimits: new ConnectionLimits({
+      maxPerClient: config.submission.maxConnectionsPerClient,
+      maxClients: config.submission.maxClients,
+      reservedForTrusted: config.submission.reservedForTrustedNetworks,
+      trusted: new NetworkList(config.trustedNetworks),
+      log,
+    }),
     authFailures: new AuthFailures({
       maxFailures: config.auth.maxFailures,
       blockMs: config.auth.blockTime * 1000,

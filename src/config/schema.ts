@@ -190,6 +190,15 @@ export const schema = {
     },
     maxHeaderSize: { doc: 'Largest header section accepted, in bytes.', format: 'bytes', default: 1024 * 1024, env: 'RELAY_MAX_HEADER_SIZE' },
     maxClients: { doc: 'Most simultaneous client connections.', format: 'nat', default: 200, env: 'RELAY_MAX_CLIENTS' },
+    maxConnectionsPerClient: {
+      // 20: what a Postfix in front of the relay opens to its relayhost (default_destination_concurrency_limit)
+      doc: 'Most simultaneous connections from one client address (an IPv6 client: its /64) outside trustedNetworks; more get 421 4.7.0. 0: no limit.',
+      format: 'nat', default: 20, env: 'RELAY_MAX_CONNECTIONS_PER_CLIENT',
+    },
+    reservedForTrustedNetworks: {
+      doc: 'Connections of submission.maxClients kept for trustedNetworks: clients outside them together get the rest, so a flood from many addresses cannot shut out the trusted ones.',
+      format: 'nat', default: 20, env: 'RELAY_RESERVED_FOR_TRUSTED_NETWORKS',
+    },
     socketTimeout: { doc: 'Idle time after which a client connection is closed.', format: 'seconds', default: 300, env: 'RELAY_SOCKET_TIMEOUT' },
     maxCommandLength: {
       doc: 'Longest SMTP command line accepted, in octets (RFC 5321 wants 512; AUTH lines need more, RFC 4954 allows 12288).',
@@ -301,7 +310,7 @@ export type RelayConfig = {
   submission: {
     host: string; port: number; tlsPort: number; maxSize: number; maxRecipients: number;
     maxLineLength: number; maxHeaderSize: number; maxClients: number; socketTimeout: number;
-    maxCommandLength: number;
+    maxCommandLength: number; maxConnectionsPerClient: number; reservedForTrustedNetworks: number;
   };
   auth: { maxFailures: number; blockTime: number; failureDelay: number };
   tls: { key: string; cert: string };

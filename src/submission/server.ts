@@ -8,6 +8,7 @@ import { Rejection } from '../policy/rejection';
 import { checkSenderDomain, domainOf } from '../policy/sender-domains';
 import { UserDirectory } from '../users/store';
 import { AuthFailures } from './auth-failures';
+import { ConnectionLimits } from './connection-limits';
 import './data-dot-search';
 import './greeting-without-delay';
 import './reply-codes';
@@ -32,6 +33,8 @@ export interface SubmissionOptions {
   maxRecipients: number;
   maxClients: number;
   maxCommandLength: number;
+  /** Connections per client address, and the share kept for trusted networks. */
+  connectionLimits: ConnectionLimits;
   socketTimeoutSeconds: number;
   authFailures: AuthFailures;
   /** May relay without AUTH. */
@@ -73,12 +76,18 @@ export async function startSubmission(options: SubmissionOptions): Promise<Submi
     logger: false,
 
     onConnect(session, callback) {
+      const tooMany = options.connectionLimits.admit(session);
+      if (tooMany) return callback(tooMany);
       const blocked = options.authFailures.blockedFor(session.remoteAddress);
       if (blocked) return callback(tooManyFailures(session.remoteAddress, blocked));
       // Not offered (and refused) before TLS to a remote client: a password never crosses
       // the network in clear. onSecure offers it again once the connection is encrypted.
       if (!session.secure && !options.plainAuth.contains(session.remoteAddress)) session.disabledCommands = ['AUTH'];
       callback();
+    },
+
+    onClose(session) {
+      options.connectionLimits.release(session);
     },
 
     onSecure(_socket, session, callback) {
