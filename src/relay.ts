@@ -79,6 +79,7 @@ export async function startRelay(config: RelayConfig, options: { log?: Logger } 
     maxRecipients: config.submission.maxRecipients,
     maxClients: config.submission.maxClients,
     maxCommandLength: config.submission.maxCommandLength,
+    maxJunkCommands: config.submission.maxJunkCommands,
     connectionLimits: new ConnectionLimits({
       maxPerClient: config.submission.maxConnectionsPerClient,
       maxClients: config.submission.maxClients,

@@ -199,6 +199,11 @@ export const schema = {
       doc: 'Connections of submission.maxClients kept for trustedNetworks: clients outside them together get the rest, so a flood from many addresses cannot shut out the trusted ones.',
       format: 'nat', default: 20, env: 'RELAY_RESERVED_FOR_TRUSTED_NETWORKS',
     },
+    maxJunkCommands: {
+      // Postfix's smtpd_junk_command_limit
+      doc: 'Commands that send no mail (NOOP, RSET, VRFY, HELP, HELO/EHLO, and any command refused) one session may give between accepted messages; the next one gets 421 4.7.0 and the connection is closed. 0: no limit.',
+      format: 'nat', default: 100, env: 'RELAY_MAX_JUNK_COMMANDS',
+    },
     socketTimeout: { doc: 'Idle time after which a client connection is closed.', format: 'seconds', default: 300, env: 'RELAY_SOCKET_TIMEOUT' },
     maxCommandLength: {
       doc: 'Longest SMTP command line accepted, in octets (RFC 5321 wants 512; AUTH lines need more, RFC 4954 allows 12288).',
@@ -311,6 +316,7 @@ export type RelayConfig = {
     host: string; port: number; tlsPort: number; maxSize: number; maxRecipients: number;
     maxLineLength: number; maxHeaderSize: number; maxClients: number; socketTimeout: number;
     maxCommandLength: number; maxConnectionsPerClient: number; reservedForTrustedNetworks: number;
+    maxJunkCommands: number;
   };
   auth: { maxFailures: number; blockTime: number; failureDelay: number };
   tls: { key: string; cert: string };

@@ -9,6 +9,7 @@ import { checkSenderDomain, domainOf } from '../policy/sender-domains';
 import { UserDirectory } from '../users/store';
 import { AuthFailures } from './auth-failures';
 import { ConnectionLimits } from './connection-limits';
+import { JUNK_LIMIT_OPTION } from './junk-commands';
 import './data-dot-search';
 import './greeting-without-delay';
 import './reply-codes';
@@ -33,6 +34,8 @@ export interface SubmissionOptions {
   maxRecipients: number;
   maxClients: number;
   maxCommandLength: number;
+  /** Commands without mail work per session between accepted messages (junk-commands.ts). */
+  maxJunkCommands: number;
   /** Connections per client address, and the share kept for trusted networks. */
   connectionLimits: ConnectionLimits;
   socketTimeoutSeconds: number;
@@ -74,6 +77,7 @@ export async function startSubmission(options: SubmissionOptions): Promise<Submi
     // smtp-server hides ENHANCEDSTATUSCODES unless told; every reply carries one (RFC 2034)
     hideENHANCEDSTATUSCODES: false,
     logger: false,
+    ...{ [JUNK_LIMIT_OPTION]: options.maxJunkCommands },
 
     onConnect(session, callback) {
       const tooMany = options.connectionLimits.admit(session);
