@@ -5,7 +5,9 @@
 // and any command refused (4xx/5xx: a MAIL FROM without AUTH, an unknown command, a refused
 // message), so no loop of commands keeps a session alive without sending mail. An accepted
 // message starts the count afresh, as in Postfix, so a client that sends many messages with
-// RSET between them is never cut off.
+// RSET between them is never cut off. Recipients beyond submission.maxRecipients (452) count
+// only past 1000 in one transaction, as Postfix's smtpd_recipient_overshoot_limit has it: a
+// client that gives a long list of recipients at once then sends to the first ones.
 //
 // smtp-server calls SMTPConnection._onCommand for every command line; this shim wraps it and
 // send() (to see refusals), and reads _nextHandler (an AUTH continuation line is part of its
@@ -27,7 +29,13 @@ interface JunkCount {
   /** _transactionCounter when last looked at. */
   transactions: number;
   lastReply: number;
+  /** The command being answered. */
+  command: string;
+  /** RCPTs refused in this transaction for too many recipients. */
+  overshoot: number;
 }
+
+const RECIPIENT_OVERSHOOT = 1000;
 
 interface ConnectionInternals {
   _server: { options: Record<string, unknown> };
@@ -60,7 +68,7 @@ if (!proto.__dkimRelayJunkCommands) {
   proto._onCommand = function (this: ConnectionInternals, command, callback) {
     const limit = limitOf(this);
     if (!limit || this._nextHandler || this._upgrading || !this._ready) return onCommand.call(this, command, callback);
-    const junk = (this.__dkimRelayJunk ??= { count: 0, counted: false, transactions: this._transactionCounter, lastReply: 0 });
+    const junk = (this.__dkimRelayJunk ??= { count: 0, counted: false, transactions: this._transactionCounter, lastReply: 0, command: '', overshoot: 0 });
     if (junk.transactions !== this._transactionCounter) {
       // a DATA ended since the last command; its reply was the last one sent
       if (junk.lastReply === 250) junk.count = 0;
@@ -68,6 +76,7 @@ if (!proto.__dkimRelayJunkCommands) {
     }
     junk.counted = false;
     const name = (command || '').toString().split(' ').shift()!.toUpperCase();
+    junk.command = name;
     if (JUNK.has(name)) {
       junk.counted = true;
       if (++junk.count > limit) return cutOff(this, limit);
@@ -77,9 +86,13 @@ if (!proto.__dkimRelayJunkCommands) {
 
   proto.send = function (this: ConnectionInternals, code, data, context) {
     const junk = this.__dkimRelayJunk;
-    if (junk) junk.lastReply = code;
+    if (junk) {
+      junk.lastReply = code;
+      if (code === 250 && junk.command === 'MAIL') junk.overshoot = 0; // a new transaction
+    }
     send.call(this, code, data, context);
     if (!junk || code < 400 || code === 421 || junk.counted || this._closing || this._closed) return;
+    if (code === 452 && junk.command === 'RCPT' && ++junk.overshoot <= RECIPIENT_OVERSHOOT) return;
     junk.counted = true;
     const limit = limitOf(this);
     if (limit && ++junk.count > limit) cutOff(this, limit);

@@ -58,6 +58,22 @@ test('refused commands count too: an untrusted client looping MAIL FROM without 
   expect(s.lines.filter((l) => !isWellFormedReply(l))).toEqual([]);
 });
 
+test('recipients over the limit (452) count only past 1000 in a transaction, as Postfix\'s smtpd_recipient_overshoot_limit', async () => {
+  const s = await session('127.0.0.1');
+  expect(await s.command('EHLO many.test')).toMatch(/^250/);
+  expect(await s.command(`MAIL FROM:<app@${DOMAIN}>`)).toMatch(/^250 /);
+  // maxRecipients (500) accepted, 1000 over it not counted, then 99 counted (EHLO was the first)
+  const n = 500 + 1000 + 99;
+  for (let i = 0; i < n; i++) s.write(`RCPT TO:<r${i}@dest.test>\r\n`);
+  const replies: string[] = [];
+  for (let i = 0; i < n; i++) replies.push(await s.reply());
+  expect(replies.slice(0, 500).every((r) => r.startsWith('250 '))).toBe(true);
+  expect(replies.slice(500).every((r) => r.startsWith('452 4.5.3 '))).toBe(true);
+  expect(await s.command('RCPT TO:<one-more@dest.test>')).toMatch(/^452 4\.5\.3 /);
+  expect(await s.reply()).toMatch(CUT_OFF);
+  await s.closed;
+});
+
 test('a slow NOOP loop is cut off the same: the limit counts commands, it is not a rate', async () => {
   // the pace of the attack does not matter to the count; a short pause shows it is not a rate limit
   const s = await session('127.0.0.9');
