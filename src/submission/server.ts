@@ -77,6 +77,7 @@ export async function startSubmission(options: SubmissionOptions): Promise<Submi
     // smtp-server hides ENHANCEDSTATUSCODES unless told; every reply carries one (RFC 2034)
     hideENHANCEDSTATUSCODES: false,
     logger: false,
+    // read by the junk-commands shim from the server's options (unknown to smtp-server's type)
     ...{ [JUNK_LIMIT_OPTION]: options.maxJunkCommands },
 
     onConnect(session, callback) {
