@@ -8,6 +8,7 @@
 // and nothing of it stays on disk.
 import crypto from 'node:crypto';
 import { parseHeaderFields } from './dkim/header-fields';
+import { HeaderCollector, HeaderSection } from './header-section';
 import { KeyStore } from './dkim/key-store';
 import { BodyHash, signHeaders, SigningError } from './dkim/signer';
 import { Logger } from './log';
@@ -45,7 +46,6 @@ export interface IncomingMessage {
 
 const CR = Buffer.from('\r');
 const CRLF = Buffer.from('\r\n');
-const HEADER_END = Buffer.from('\r\n\r\n');
 
 /**
  * Makes every line ending CRLF (a bare LF or bare CR becomes CRLF), so the bytes signed are
@@ -129,8 +129,7 @@ export async function acceptMessage(input: AsyncIterable<Buffer>, message: Incom
 
   const lines = new LineEndings();
   const bodyHash = new BodyHash();
-  let headerBuffer: Buffer[] = [];
-  let headerBytes = 0;
+  const header = new HeaderCollector(ctx.limits.maxHeaderSize);
   let inBody = false;
   let signer: ((hash: string) => Promise<string>) | null = null;
   let signing: SpoolEnvelope['signing'];
@@ -171,21 +170,10 @@ export async function acceptMessage(input: AsyncIterable<Buffer>, message: Incom
           await write(chunk);
           continue;
         }
-        headerBuffer.push(chunk);
-        headerBytes += chunk.length;
-        const all = headerBuffer.length > 1 ? Buffer.concat(headerBuffer) : chunk;
-        headerBuffer = [all];
-        const end = all.subarray(0, 2).equals(CRLF) ? 0 : all.indexOf(HEADER_END, Math.max(0, headerBytes - chunk.length - 3));
-        if (end === -1) {
-          if (headerBytes > ctx.limits.maxHeaderSize) {
-            refuse(new Rejection(552, '5.3.4', `the header section is larger than ${ctx.limits.maxHeaderSize} bytes`));
-          }
-          continue;
-        }
-        const split = end === 0 ? 2 : end + 4;
+        const found = header.push(chunk);
+        if (!found) continue;
         inBody = true;
-        headerBuffer = [];
-        await onHeaderSection(all.subarray(0, split), all.subarray(split));
+        await onHeaderSection(found.section, found.bodyStart);
       } catch (err) {
         if (err instanceof Rejection) refuse(err);
         else throw err;
@@ -193,25 +181,28 @@ export async function acceptMessage(input: AsyncIterable<Buffer>, message: Incom
     }
 
     const tail = lines.flush();
+    let headerAtEnd: HeaderSection | null = null;
     if (tail.length && !rejection) {
       if (inBody) {
         bodyHash.update(tail);
         await write(tail);
       } else {
-        headerBuffer.push(tail);
+        try {
+          headerAtEnd = header.push(tail);
+        } catch (err) {
+          if (err instanceof Rejection) refuse(err);
+          else throw err;
+        }
       }
     }
     if (!rejection && message.sizeExceeded?.()) {
       refuse(new Rejection(552, '5.3.4', `message exceeds the size limit of ${ctx.limits.maxSize} bytes; send it smaller or raise submission.maxSize (RELAY_MAX_SIZE)`));
     }
     if (!rejection && !inBody) {
-      const all = Buffer.concat(headerBuffer);
-      const end = all.indexOf(HEADER_END);
-      // No blank line: the whole message is a header section without a body.
-      const section = end !== -1 ? all.subarray(0, end + 4)
-        : all.length === 0 || all.subarray(-2).equals(CRLF) ? Buffer.concat([all, CRLF]) : Buffer.concat([all, CRLF, CRLF]);
       try {
-        await onHeaderSection(section, end !== -1 ? all.subarray(end + 4) : Buffer.alloc(0));
+        // No blank line (unless the held-back CR completed it): the message is all header.
+        const { section, bodyStart } = headerAtEnd ?? header.finish();
+        await onHeaderSection(section, bodyStart);
       } catch (err) {
         if (err instanceof Rejection) refuse(err);
         else throw err;

@@ -14,6 +14,7 @@ import { NetworkList } from './policy/client-access';
 import { Spool } from './spool/spool';
 import { explainDataDirError, explainListenError } from './start-errors';
 import { AuthFailures } from './submission/auth-failures';
+import { ConnectionLimits } from './submission/connection-limits';
 import { startSubmission } from './submission/server';
 import { loadTlsCertificate } from './submission/tls-certificate';
 import { UserDirectory } from './users/store';
@@ -91,6 +92,14 @@ export async function startRelay(config: RelayConfig, options: { log?: Logger } 
     maxClients: config.submission.maxClients,
     maxCommandLength: config.submission.maxCommandLength,
     authFailures,
+    maxJunkCommands: config.submission.maxJunkCommands,
+    connectionLimits: new ConnectionLimits({
+      maxPerClient: config.submission.maxConnectionsPerClient,
+      maxClients: config.submission.maxClients,
+      reservedForTrusted: config.submission.reservedForTrustedNetworks,
+      trusted: new NetworkList(config.trustedNetworks),
+      log,
+    }),
     socketTimeoutSeconds: config.submission.socketTimeout,
     trusted: new NetworkList(config.trustedNetworks),
     plainAuth: new NetworkList(config.plainAuthNetworks),

@@ -201,6 +201,20 @@ export const schema = {
     },
     maxHeaderSize: { doc: 'Largest header section accepted, in bytes.', format: 'bytes', default: 1024 * 1024, env: 'RELAY_MAX_HEADER_SIZE' },
     maxClients: { doc: 'Most simultaneous client connections.', format: 'nat', default: 200, env: 'RELAY_MAX_CLIENTS' },
+    maxConnectionsPerClient: {
+      // 20: what a Postfix in front of the relay opens to its relayhost (default_destination_concurrency_limit)
+      doc: 'Most simultaneous connections from one client address (an IPv6 client: its /64) outside trustedNetworks; more get 421 4.7.0. 0: no limit.',
+      format: 'nat', default: 20, env: 'RELAY_MAX_CONNECTIONS_PER_CLIENT',
+    },
+    reservedForTrustedNetworks: {
+      doc: 'Connections of submission.maxClients kept for trustedNetworks: clients outside them together get the rest, so a flood from many addresses cannot shut out the trusted ones.',
+      format: 'nat', default: 20, env: 'RELAY_RESERVED_FOR_TRUSTED_NETWORKS',
+    },
+    maxJunkCommands: {
+      // Postfix's smtpd_junk_command_limit
+      doc: 'Commands that send no mail (NOOP, RSET, VRFY, HELP, HELO/EHLO, and any command refused) one session may give between accepted messages; the next one gets 421 4.7.0 and the connection is closed. 0: no limit.',
+      format: 'nat', default: 100, env: 'RELAY_MAX_JUNK_COMMANDS',
+    },
     socketTimeout: { doc: 'Idle time after which a client connection is closed.', format: 'seconds', default: 300, env: 'RELAY_SOCKET_TIMEOUT' },
     maxCommandLength: {
       doc: 'Longest SMTP command line accepted, in octets (RFC 5321 wants 512; AUTH lines need more, RFC 4954 allows 12288).',
@@ -320,7 +334,8 @@ export type RelayConfig = {
   submission: {
     host: string; port: number; tlsPort: number; maxSize: number; maxRecipients: number;
     maxLineLength: number; maxHeaderSize: number; maxClients: number; socketTimeout: number;
-    maxCommandLength: number;
+    maxCommandLength: number; maxConnectionsPerClient: number; reservedForTrustedNetworks: number;
+    maxJunkCommands: number;
   };
   auth: { maxFailures: number; maxUserFailures: number; blockTime: number; failureDelay: number };
   tls: { key: string; cert: string };

@@ -3,7 +3,8 @@
 // open internet, and the wait caps a client that opens one connection per message at 10
 // messages per second (measured: 9.3 msg/s with one session, bench/RESULTS.md). This shim
 // greets at once; everything else of smtp-server's start of a connection (the client limit,
-// the 421 when it is reached) is kept as it is. Installed once, at module load.
+// the 421 when it is reached, now with 4.7.0 and the setting) is kept as it is. Installed
+// once, at module load.
 import { SMTPConnection } from 'smtp-server/lib/smtp-connection';
 
 interface ConnectionInternals {
@@ -21,7 +22,8 @@ if (!proto.__dkimRelayNoGreetingDelay) {
     this._setListeners(() => {
       const { maxClients } = this._server.options;
       if (maxClients && this._server.connections.size > maxClients) {
-        return this.send(421, this.name + ' Too many connected clients, try again in a moment', false);
+        // with an enhanced code and the setting (submission/reply-codes.ts keeps the code)
+        return this.send(421, `4.7.0 ${this.name} Too many connected clients: submission.maxClients (RELAY_MAX_CLIENTS) are open; try again in a moment`, false);
       }
       this.connectionReady();
     });

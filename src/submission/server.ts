@@ -11,6 +11,8 @@ import { UserDirectory } from '../users/store';
 import { AuthFailures } from './auth-failures';
 import { logRefusals } from './refusal-log';
 import { accountChangeRefusal, SessionUser, sessionUserFor } from './session-account';
+import { ConnectionLimits } from './connection-limits';
+import { JUNK_LIMIT_OPTION } from './junk-commands';
 import './data-dot-search';
 import './greeting-without-delay';
 import './reply-codes';
@@ -35,6 +37,10 @@ export interface SubmissionOptions {
   maxRecipients: number;
   maxClients: number;
   maxCommandLength: number;
+  /** Commands without mail work per session between accepted messages (junk-commands.ts). */
+  maxJunkCommands: number;
+  /** Connections per client address, and the share kept for trusted networks. */
+  connectionLimits: ConnectionLimits;
   socketTimeoutSeconds: number;
   authFailures: AuthFailures;
   /** May relay without AUTH. */
@@ -74,8 +80,12 @@ export async function startSubmission(options: SubmissionOptions): Promise<Submi
     // smtp-server hides ENHANCEDSTATUSCODES unless told; every reply carries one (RFC 2034)
     hideENHANCEDSTATUSCODES: false,
     logger: false,
+    // read by the junk-commands shim from the server's options (unknown to smtp-server's type)
+    ...{ [JUNK_LIMIT_OPTION]: options.maxJunkCommands },
 
     onConnect(session, callback) {
+      const tooMany = options.connectionLimits.admit(session);
+      if (tooMany) return callback(tooMany);
       // A blocked address's AUTH is refused in onAuth; trusted clients may still send without.
       const blocked = options.trusted.contains(session.remoteAddress) ? null : options.authFailures.connectionRefusal(session.remoteAddress);
       if (blocked) return callback(blocked);
@@ -83,6 +93,10 @@ export async function startSubmission(options: SubmissionOptions): Promise<Submi
       // the network in clear. onSecure offers it again once the connection is encrypted.
       if (!session.secure && !options.plainAuth.contains(session.remoteAddress)) session.disabledCommands = ['AUTH'];
       callback();
+    },
+
+    onClose(session) {
+      options.connectionLimits.release(session);
     },
 
     onSecure(_socket, session, callback) {
