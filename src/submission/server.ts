@@ -11,6 +11,7 @@ import { AuthFailures } from './auth-failures';
 import './data-dot-search';
 import './greeting-without-delay';
 import './reply-codes';
+import { SUBMISSION_TLS } from './tls-profile';
 
 export interface SessionUser { name: string; domains: string[] }
 
@@ -57,6 +58,7 @@ export async function startSubmission(options: SubmissionOptions): Promise<Submi
     banner: 'dkim-relay ESMTP',
     key: options.tls.key,
     cert: options.tls.cert,
+    ...SUBMISSION_TLS, // Mozilla's intermediate profile (tls-profile.ts)
     size: options.maxSize,
     maxRecipients: options.maxRecipients,
     maxClients: options.maxClients,
