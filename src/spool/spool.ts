@@ -310,7 +310,7 @@ export class Spool {
       this.heldLock = SpoolLock.tryAcquire(this.dataDir, command);
     } catch (err) {
       throw new SpoolError(`cannot lock the spool (${path.join(this.dataDir, LOCK_FILE)}): ${(err as Error).message}; ` +
-        'the data dir must be writable by the user the relay runs as', (err as NodeJS.ErrnoException).code);
+        'the data dir and that file must belong to (or be writable by) the user the relay runs as', (err as NodeJS.ErrnoException).code);
     }
     return this.heldLock !== null;
   }

@@ -11,6 +11,8 @@
 import fs from 'node:fs';
 import nodemailer from 'nodemailer';
 import path from 'node:path';
+import os from 'node:os';
+import { Spool } from '../../src/spool/spool';
 import { ensureBuilt } from '../helpers/built-cli';
 import { HowToRun, kill, runCli, Running, serve, Setup, setupRelayFolders, startProcess } from '../helpers/relay-process';
 import { freePort, startSink } from '../helpers/sink';
@@ -144,4 +146,52 @@ test('queue list and retry from another PID namespace see the running relay and 
   const second = startProcess(s, ['serve'], IN_NAMESPACE);
   running.push(second);
   expect((await second.exited).code).toBe(1);
+});
+
+describe('the lock in one process', () => {
+  let dir: string;
+  beforeEach(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dkim-relay-lock-'));
+  });
+  afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  test('it belongs to one open file: a second Spool object on the same data dir is refused, even in the same process', async () => {
+    const first = new Spool(dir);
+    const second = new Spool(dir);
+    expect(Spool.lockHolder(dir)).toBeNull();
+    await first.lock();
+    expect(Spool.lockHolder(dir)).toMatch(new RegExp(`^dkim-relay serve, pid ${process.pid} on host `));
+    expect(await second.tryLock('dkim-relay queue retry')).toBe(false);
+    await expect(second.lock('dkim-relay serve', 300)).rejects.toThrow(`the spool in ${dir} is in use by another dkim-relay (dkim-relay serve, pid ${process.pid}`);
+    await first.unlock();
+    expect(fs.existsSync(path.join(dir, 'spool.lock'))).toBe(false);
+    expect(Spool.lockHolder(dir)).toBeNull();
+    expect(await second.tryLock('dkim-relay queue retry')).toBe(true);
+    expect(Spool.lockHolder(dir)).toMatch(/^dkim-relay queue retry, /);
+    await second.unlock();
+  });
+
+  test('a probe (lockHolder) takes nothing from the holder and leaves its name in the file', async () => {
+    const holder = new Spool(dir);
+    await holder.lock();
+    const before = fs.readFileSync(path.join(dir, 'spool.lock'), 'utf8');
+    for (let i = 0; i < 3; i++) expect(Spool.lockHolder(dir)).not.toBeNull();
+    expect(fs.readFileSync(path.join(dir, 'spool.lock'), 'utf8')).toBe(before);
+    expect(await new Spool(dir).tryLock('x')).toBe(false);
+    await holder.unlock();
+  });
+
+  test("a holder's release removes only its own lock file, not a newer one", async () => {
+    const holder = new Spool(dir);
+    await holder.lock();
+    // the file is removed by hand (never do this: the lock is on the file) and a newcomer makes
+    // and locks a new one; the old holder's release must not remove the newcomer's
+    fs.rmSync(path.join(dir, 'spool.lock'));
+    const newcomer = new Spool(dir);
+    expect(await newcomer.tryLock('dkim-relay serve')).toBe(true);
+    await holder.unlock();
+    expect(fs.existsSync(path.join(dir, 'spool.lock'))).toBe(true);
+    expect(await new Spool(dir).tryLock('x')).toBe(false);
+    await newcomer.unlock();
+  });
 });
