@@ -12,6 +12,7 @@ import { heloName } from '../identity/helo-name';
 import { createLogger } from '../log';
 import { ControlReply, ControlRequest, sendControlRequest } from '../spool/control';
 import { Spool, SpoolEnvelope } from '../spool/spool';
+import { SpoolLock } from '../spool/spool-lock';
 
 const USAGE = [
   'usage: dkim-relay queue list [--json]',
@@ -144,23 +145,24 @@ async function show(spool: Spool, id: string, ctx: CliContext, json: boolean): P
 }
 
 async function change(spool: Spool, request: ControlRequest, ctx: CliContext, json: boolean): Promise<number> {
-  const holder = Spool.lockHolder(ctx.config.dataDir);
   let reply: ControlReply;
-  if (holder !== null && holder !== process.pid) {
-    reply = await sendControlRequest(ctx.config.dataDir, request).catch((err: Error) => {
-      throw new CliError(`${err.message}; is the relay (pid ${holder}) stuck?`);
-    });
-  } else {
+  // The lock says whether a relay runs (in this PID namespace or another, on this data dir).
+  // Taken, it is kept for the edit, so no relay can start in between; a relay starting right
+  // now waits for it (Spool.lock).
+  if (await spool.tryLock(`dkim-relay queue ${request.action}`)) {
     reply = await changeOffline(spool, request, ctx);
+  } else {
+    reply = await sendControlRequest(ctx.config.dataDir, request).catch((err: Error) => {
+      throw new CliError(`${err.message}; is the relay that holds the spool (${SpoolLock.describeHolder(ctx.config.dataDir)}) stuck?`);
+    });
   }
   if (json) ctx.stdout.write(JSON.stringify(reply) + '\n');
   else (reply.ok ? ctx.stdout : ctx.stderr).write(`${reply.ok ? '' : 'dkim-relay: '}${reply.message}\n`);
   return reply.ok ? 0 : 1;
 }
 
-/** No relay runs: edit the spool directly, holding its lock meanwhile. */
+/** No relay runs: edit the spool directly, holding its lock (taken by the caller) meanwhile. */
 async function changeOffline(spool: Spool, request: ControlRequest, ctx: CliContext): Promise<ControlReply> {
-  await spool.lock();
   try {
     if (request.action === 'retry') {
       const targets = request.all ? await spool.list() : [await spool.read(request.id ?? '')].filter((e): e is SpoolEnvelope => !!e);

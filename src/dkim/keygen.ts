@@ -114,7 +114,8 @@ export async function generateKey(keysDir: string, options: KeygenOptions, now =
   const pem = privateKey.export({ type: 'pkcs8', format: 'pem' }) as string;
 
   const domainDir = path.join(keysDir, domain);
-  fs.mkdirSync(keysDir, { recursive: true });
+  // Explicit modes: what mkdir makes without one is 0777 less the umask, 0777 under umask 000.
+  fs.mkdirSync(keysDir, { recursive: true, mode: 0o700 });
   fs.mkdirSync(domainDir, { recursive: true, mode: 0o700 });
   fs.chmodSync(domainDir, 0o700);
 

@@ -26,9 +26,10 @@
 // write sends it again (at least once, never lost). Writes of one message are serialized.
 // On start, a .eml without a valid trailer was never acknowledged: removed. One whose bytes
 // do not match their checksum may or may not have been: moved to spool-damaged/, not sent.
-// One process owns a spool at a time: <dataDir>/spool.lock holds its pid. The queue CLI
-// reads the spool directly and, while a relay holds the lock, asks it to change things
-// through request files in <dataDir>/control/ (control.ts).
+// One process owns a spool at a time: it holds the lock of <dataDir>/spool.lock, a lock the
+// kernel keeps (spool-lock.ts). The queue CLI reads the spool directly and, while a relay
+// holds the lock, asks it to change things through request files in <dataDir>/control/
+// (control.ts).
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
@@ -36,6 +37,7 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { promisify } from 'node:util';
 import zlib from 'node:zlib';
+import { LOCK_FILE, SpoolLock } from './spool-lock';
 import { encodeTrailer, readTrailer } from './trailer';
 
 export type RecipientStatus = 'queued' | 'delivered' | 'failed';
@@ -258,6 +260,7 @@ export class Spool {
   readonly queueDir: string;
   readonly tmpDir: string;
   readonly lockFile: string;
+  private heldLock: SpoolLock | null = null;
   /** Where open() moves queued messages whose bytes do not match their checksum. */
   readonly damagedDir: string;
   /** The files open() moved to damagedDir (for the relay to report). */
@@ -276,43 +279,45 @@ export class Spool {
     this.queueDirSync = new FolderSync(this.queueDir);
     this.tmpDir = path.join(dataDir, 'spool-tmp');
     this.damagedDir = path.join(dataDir, 'spool-damaged');
-    this.lockFile = path.join(dataDir, 'spool.lock');
+    this.lockFile = path.join(dataDir, LOCK_FILE);
   }
 
-  /** The pid of the live process holding the spool lock, or null. */
-  static lockHolder(dataDir: string): number | null {
-    let pid: number;
-    try {
-      pid = Number(fs.readFileSync(path.join(dataDir, 'spool.lock'), 'utf8').trim());
-    } catch {
-      return null;
-    }
-    if (!Number.isInteger(pid) || pid <= 0) return null;
-    try {
-      process.kill(pid, 0);
-      return pid;
-    } catch (err) {
-      return (err as NodeJS.ErrnoException).code === 'EPERM' ? pid : null;
-    }
+  /** Who holds the spool lock (as its file tells), or null when nobody does. */
+  static lockHolder(dataDir: string): string | null {
+    return SpoolLock.isHeld(dataDir) ? SpoolLock.describeHolder(dataDir) : null;
   }
 
   /**
-   * Takes the spool lock for this process. A lock left by a dead process (a crash) is taken
-   * over; a live one means another relay uses this spool: refused.
+   * Takes the spool lock (spool-lock.ts) for this process as `command` (named in the messages
+   * of others who find it taken). Another holder is waited for up to `waitMs` (a queue command
+   * may hold it for a moment, or be probing it), then refused.
    */
-  async lock(): Promise<void> {
-    await fsp.mkdir(this.dataDir, { recursive: true, mode: 0o700 });
-    const holder = Spool.lockHolder(this.dataDir);
-    if (holder !== null && holder !== process.pid) {
-      throw new SpoolError(`the spool in ${this.dataDir} is in use by another dkim-relay (pid ${holder}); stop it first or use another dataDir`);
+  async lock(command = 'dkim-relay serve', waitMs = 5000): Promise<void> {
+    const deadline = Date.now() + waitMs;
+    while (!(await this.tryLock(command))) {
+      if (Date.now() >= deadline) {
+        throw new SpoolError(`the spool in ${this.dataDir} is in use by another dkim-relay (${SpoolLock.describeHolder(this.dataDir)}); ` +
+          'one data dir belongs to one relay at a time: stop the other one first, or give this one its own dataDir (RELAY_DATA_DIR)', 'ELOCKED');
+      }
+      await new Promise((r) => setTimeout(r, 100));
     }
-    const tmp = `${this.lockFile}.${process.pid}.tmp`;
-    await writeFileSynced(tmp, `${process.pid}\n`);
-    await fsp.rename(tmp, this.lockFile);
+  }
+
+  /** Takes the spool lock if nobody holds it; false when another process does. */
+  async tryLock(command: string): Promise<boolean> {
+    if (this.heldLock) return true;
+    try {
+      this.heldLock = SpoolLock.tryAcquire(this.dataDir, command);
+    } catch (err) {
+      throw new SpoolError(`cannot lock the spool (${path.join(this.dataDir, LOCK_FILE)}): ${(err as Error).message}; ` +
+        'the data dir and that file must belong to (or be writable by) the user the relay runs as', (err as NodeJS.ErrnoException).code);
+    }
+    return this.heldLock !== null;
   }
 
   async unlock(): Promise<void> {
-    if (Spool.lockHolder(this.dataDir) === process.pid) await fsp.rm(this.lockFile, { force: true });
+    this.heldLock?.release();
+    this.heldLock = null;
   }
 
   /**

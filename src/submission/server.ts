@@ -16,6 +16,7 @@ import { JUNK_LIMIT_OPTION } from './junk-commands';
 import './data-dot-search';
 import './greeting-without-delay';
 import './reply-codes';
+import { SUBMISSION_TLS } from './tls-profile';
 
 export type { SessionUser };
 
@@ -66,6 +67,7 @@ export async function startSubmission(options: SubmissionOptions): Promise<Submi
     banner: 'dkim-relay ESMTP',
     key: options.tls.key,
     cert: options.tls.cert,
+    ...SUBMISSION_TLS, // Mozilla's intermediate profile (tls-profile.ts)
     size: options.maxSize,
     maxRecipients: options.maxRecipients,
     maxClients: options.maxClients,

@@ -187,7 +187,7 @@ export function removeUser(file: string, name: string): void {
 function writeUsers(file: string, users: UserRecord[]): void {
   const dir = path.dirname(path.resolve(file));
   try {
-    fs.mkdirSync(dir, { recursive: true });
+    fs.mkdirSync(dir, { recursive: true, mode: 0o700 }); // not 0777 less the umask: it may be 000
     replaceFileSync(path.resolve(file), `${JSON.stringify({ users }, null, 2)}\n`, 0o600);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
