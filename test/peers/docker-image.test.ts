@@ -45,6 +45,21 @@ const execInRelay = (args: string[], input?: string) => compose(['exec', '-T', '
 
 const health = () => inspect(container, '{{.State.Health.Status}}');
 
+/** The relay's log (pino writes JSON lines to stdout), for failure messages. */
+const relayLog = async () => {
+  const r = await docker(['logs', '--tail', '40', container]);
+  return r.stdout + r.stderr;
+};
+
+/** n messages at the sink, or a failure that shows the relay's log. */
+async function messagesAtSink(n: number, timeoutMs: number) {
+  try {
+    return await sink.waitForMessages(n, timeoutMs);
+  } catch (err) {
+    throw new Error(`${(err as Error).message}\nthe relay's log:\n${await relayLog()}`);
+  }
+}
+
 beforeAll(async () => {
   await assertDockerUp();
   const started = Date.now();
@@ -96,7 +111,6 @@ beforeAll(async () => {
 afterAll(async () => {
   if (secondContainer) await docker(['rm', '-f', secondContainer]);
   if (project) {
-    if (container) fs.writeFileSync(path.join(project, 'relay.log'), (await docker(['logs', container])).stderr);
     await compose(['down', '--volumes', '--timeout', '5']);
     fs.rmSync(project, { recursive: true, force: true });
   }
@@ -132,7 +146,7 @@ test('docker compose up -d: the relay starts with the settings of dkim-relay.env
   container = (await runOk('docker-compose', ['ps', '-q', 'dkim-relay'], { cwd: project })).stdout.trim();
   expect(container).toMatch(/^[0-9a-f]{12,}$/);
   expect(await inspect(container, '{{.HostConfig.RestartPolicy.Name}}')).toBe('unless-stopped');
-  await waitFor(async () => ((await health()) === 'healthy' ? true : undefined), 90_000, async () => `health is "${await health()}"; logs:\n${(await docker(['logs', container])).stderr}`);
+  await waitFor(async () => ((await health()) === 'healthy' ? true : undefined), 90_000, async () => `health is "${await health()}"; the relay's log:\n${await relayLog()}`);
   // it listens where dkim-relay.env says, not on the example's 0.0.0.0:2587
   const greeting = await new Promise<string>((resolve, reject) => {
     const s = net.connect(submissionPort, SUBMIT_HOST);
@@ -172,7 +186,7 @@ test('keygen, users add, keys activate and doctor, run with exec as the README t
 test('a client AUTHs over STARTTLS on the container\'s port; the message arrives signed, from the fixed IP and HELO', async () => {
   const before = sink.messages.length;
   expect(await submit('through the container')).toMatch(/^250 2\.0\.0 queued as /);
-  const msg = (await sink.waitForMessages(before + 1, 30_000))[before];
+  const msg = (await messagesAtSink(before + 1, 30_000))[before];
   expect(msg.remoteAddress).toBe(RELAY_IP);
   expect(msg.helo).toBe(HELO);
   expect(msg.secure).toBe(true);
@@ -204,12 +218,12 @@ test('queue list shows a deferred message; SIGKILL of the relay: the restart pol
   await waitFor(async () => {
     const [running, count, newPid] = (await inspect(container, '{{.State.Running}} {{.RestartCount}} {{.State.Pid}}')).split(' ');
     return running === 'true' && Number(count) > restarts && Number(newPid) !== pid ? true : undefined;
-  }, 60_000, async () => `not restarted: ${await inspect(container, '{{json .State}}')}`);
-  await waitFor(async () => ((await health()) === 'healthy' ? true : undefined), 60_000, async () => `health after the restart is "${await health()}"`);
+  }, 60_000, async () => `not restarted: ${await inspect(container, '{{json .State}}')}\n${await relayLog()}`);
+  await waitFor(async () => ((await health()) === 'healthy' ? true : undefined), 60_000, async () => `health after the restart is "${await health()}"; the relay's log:\n${await relayLog()}`);
   expect(sink.messages.length).toBe(before);
 
   refusing = false;
-  const msg = (await sink.waitForMessages(before + 1, 60_000))[before];
+  const msg = (await messagesAtSink(before + 1, 60_000))[before];
   expect(subjectOf(msg.data)).toBe('queued across a crash');
   expect((await verifyDkim(msg.data, records)).ok).toBe(true);
 }, 180_000);
