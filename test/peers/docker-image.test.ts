@@ -15,7 +15,6 @@ import nodemailer from 'nodemailer';
 import { verifyDkim } from '../helpers/dkim-verify';
 import { startDnsServer, TestDnsServer, reverseName } from '../helpers/dns-server';
 import { assertDockerUp, docker, inspect, run, runOk, waitFor } from '../helpers/docker';
-import { rawMessage } from '../helpers/relay-harness';
 import { Sink, freePort, startSink } from '../helpers/sink';
 
 const ROOT = path.join(__dirname, '..', '..');
@@ -125,12 +124,19 @@ async function submit(subject: string): Promise<string> {
     auth: { user: 'app1', pass: PASSWORD }, connectionTimeout: 10_000,
   });
   try {
-    const info = await transport.sendMail({ envelope: { from: `app@${DOMAIN}`, to: ['user@dest.test'] }, raw: rawMessage(`app@${DOMAIN}`, 'user@dest.test', { subject }) });
+    const info = await transport.sendMail({ envelope: { from: `app@${DOMAIN}`, to: ['user@dest.test'] }, raw: rawMessage(subject) });
     return info.response;
   } finally {
     transport.close();
   }
 }
+
+// (not relay-harness's rawMessage: that module loads the relay's source, which this test runs in the image)
+const rawMessage = (subject: string) => [
+  `From: App <app@${DOMAIN}>`, 'To: user@dest.test', `Subject: ${subject}`, 'Date: Thu, 03 Dec 2026 10:00:00 +0000',
+  `Message-ID: <${Date.now()}.${Math.random().toString(36).slice(2)}@${DOMAIN}>`, 'MIME-Version: 1.0', 'Content-Type: text/plain; charset=utf-8',
+  '', 'Hello from the container.', '',
+].join('\r\n');
 
 const subjectOf = (data: Buffer) => /^Subject: (.*)$/m.exec(data.toString())?.[1];
 
