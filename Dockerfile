@@ -1,8 +1,11 @@
 # dkim-relay in a container. Build: docker compose build. The relay's identity is the host's
 # IP and PTR, so docker-compose.yml runs it with network_mode: host.
+# BASE_IMAGE: the official Node.js 24 image, or one like it (Debian with node, npm and a
+# `node` user of uid 1000) where Docker Hub is out of reach: --build-arg BASE_IMAGE=...
+ARG BASE_IMAGE=node:24-slim
 
 # --- build: TypeScript -> dist/ (needs the dev dependencies) ---
-FROM node:24-slim AS build
+FROM ${BASE_IMAGE} AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund --ignore-scripts
@@ -11,7 +14,7 @@ COPY src ./src
 RUN npx tsc -p tsconfig.build.json
 
 # --- runtime: production dependencies only, non-root ---
-FROM node:24-slim
+FROM ${BASE_IMAGE}
 ENV NODE_ENV=production \
     RELAY_KEYS_DIR=/var/lib/dkim-relay/keys \
     RELAY_DATA_DIR=/var/lib/dkim-relay/data \
@@ -23,7 +26,9 @@ RUN npm ci --omit=dev --no-audit --no-fund --ignore-scripts && npm cache clean -
 COPY --from=build /app/dist ./dist
 COPY bin ./bin
 COPY config/default.json ./config/default.json
-RUN mkdir -p /var/lib/dkim-relay/keys /var/lib/dkim-relay/data /etc/dkim-relay \
+# `dkim-relay` on PATH, for `docker compose exec dkim-relay dkim-relay COMMAND`
+RUN ln -s /app/bin/dkim-relay.js /usr/local/bin/dkim-relay \
+ && mkdir -p /var/lib/dkim-relay/keys /var/lib/dkim-relay/data /etc/dkim-relay \
  && chown -R node:node /var/lib/dkim-relay /etc/dkim-relay
 USER node
 EXPOSE 2587
