@@ -1,6 +1,7 @@
 // The pieces of issue 17's delivery rules that need no network: the order of MX hosts of
 // equal preference (random source injected) and the Received field's text.
-import { Destination, orderForAttempt } from '../../src/delivery/route';
+import { Destination, orderForAttempt, routeDomain } from '../../src/delivery/route';
+import { Resolver } from '../../src/dns/resolver';
 import { needsSmtpUtf8 } from '../../src/delivery/transport';
 import { receivedField, sanitizeHeloName } from '../../src/submission/received-field';
 
@@ -60,4 +61,19 @@ test('needsSmtpUtf8: any non-ASCII character in an address', () => {
   expect(needsSmtpUtf8('user@example.org')).toBe(false);
   expect(needsSmtpUtf8('jürgen@example.org')).toBe(true);
   expect(needsSmtpUtf8('user@bücher.test')).toBe(true);
+});
+
+test('routeDomain asks for an internationalized domain by its A-labels, whatever the resolver does with U-labels', async () => {
+  // Node's own resolver converts U-labels too; this pins the relay's conversion for any resolver.
+  const asked: string[] = [];
+  const resolver = {
+    mx: async (name: string) => {
+      asked.push(name);
+      return [{ exchange: 'mx.xn--bcher-kva.test', priority: 10 }];
+    },
+    addresses: async () => [{ address: '192.0.2.1', ttl: 60 }],
+  } as unknown as Resolver;
+  const route = await routeDomain('Bücher.test', { resolver, mxPort: 25, smarthost: '', family: 4 });
+  expect(asked).toEqual(['xn--bcher-kva.test']);
+  expect(route).toMatchObject({ kind: 'hosts', destinations: [{ host: 'mx.xn--bcher-kva.test', ip: '192.0.2.1', priority: 10 }] });
 });
