@@ -16,6 +16,7 @@ import { checkFieldSyntax, checkHeaders, rfc5322Date } from './policy/header-rul
 import { Rejection } from './policy/rejection';
 import { checkAuthorFields, DisplayNamePolicy, SenderIdentity } from './policy/sender-domains';
 import { MessageWriter, Spool, SpoolEnvelope, SpoolError } from './spool/spool';
+import { receivedField, ReceivedInfo } from './submission/received-field';
 
 export interface AcceptLimits {
   maxLineLength: number;
@@ -40,6 +41,10 @@ export interface IncomingMessage {
   recipients: string[];
   client: { address: string; user?: string };
   identity: SenderIdentity;
+  /** MAIL FROM parameters the client declared; kept in the envelope for delivery. */
+  declared?: { body8bit: boolean; smtputf8: boolean };
+  /** The session for the Received field; without it none is added. */
+  received?: ReceivedInfo;
   /** Set by smtp-server when the message went over the size limit. */
   sizeExceeded?: () => boolean;
 }
@@ -145,7 +150,7 @@ export async function acceptMessage(input: AsyncIterable<Buffer>, message: Incom
 
   // Called once with the complete header section (ending with the blank line, if any).
   const onHeaderSection = async (section: Buffer, bodyStart: Buffer) => {
-    const prepared = prepareHeaders(section, message, ctx);
+    const prepared = prepareHeaders(section, message, ctx, writer?.id);
     signer = prepared.sign;
     signing = prepared.signing;
     await write(prepared.header);
@@ -234,6 +239,12 @@ export async function acceptMessage(input: AsyncIterable<Buffer>, message: Incom
       dkimSignatures,
       client: message.client,
       signing,
+      ...(message.declared?.body8bit || message.declared?.smtputf8 ? {
+        declared: {
+          ...(message.declared.body8bit ? { body8bit: true } : {}),
+          ...(message.declared.smtputf8 ? { smtputf8: true } : {}),
+        },
+      } : {}),
     }).catch((err) => {
       throw spoolRejection(err);
     });
@@ -244,8 +255,12 @@ export async function acceptMessage(input: AsyncIterable<Buffer>, message: Incom
   }
 }
 
-/** Checks the header section, adds Date and Message-ID when missing, picks the keys. */
-function prepareHeaders(section: Buffer, message: IncomingMessage, ctx: AcceptContext) {
+/**
+ * Checks the header section, adds Date and Message-ID when missing and the Received field on
+ * top, picks the keys. The signature covers neither Received field nor anything above the
+ * client's fields, so the fields added here never break it.
+ */
+function prepareHeaders(section: Buffer, message: IncomingMessage, ctx: AcceptContext, id?: string) {
   const body = section.subarray(0, section.length - 2); // without the blank line
   checkFieldSyntax(body);
   const received = parseHeaderFields(body);
@@ -255,7 +270,12 @@ function prepareHeaders(section: Buffer, message: IncomingMessage, ctx: AcceptCo
   let added = '';
   if (!facts.hasDate) added += `Date: ${rfc5322Date(new Date())}\r\n`;
   if (!facts.hasMessageId) added += `Message-ID: <${crypto.randomUUID()}@${ctx.hostname}>\r\n`;
-  const header = added ? Buffer.concat([body, Buffer.from(added, 'latin1'), CRLF]) : section;
+  const completed = added ? Buffer.concat([body, Buffer.from(added, 'latin1'), CRLF]) : section;
+  // Trace fields go on top (RFC 5321 4.4). utf8: a recipient in the for clause may be an
+  // internationalized address (RFC 6532), which only travels with SMTPUTF8.
+  const header = message.received
+    ? Buffer.concat([Buffer.from(receivedField(message.received, ctx.hostname, { id, recipients: message.recipients }), 'utf8'), completed])
+    : completed;
 
   const keys = ctx.keys.signingKeys(facts.fromDomain);
   if (!keys.length) {
@@ -265,7 +285,7 @@ function prepareHeaders(section: Buffer, message: IncomingMessage, ctx: AcceptCo
     ctx.log.warn({ domain: facts.fromDomain }, `relaying unsigned mail: no DKIM key for ${facts.fromDomain}`);
     return { header, sign: null, signing: undefined };
   }
-  const parsed = added ? parseHeaderFields(header.subarray(0, header.length - 2)) : received;
+  const parsed = added ? parseHeaderFields(completed.subarray(0, completed.length - 2)) : received;
   return {
     header,
     sign: (bodyHash: string) => signHeaders(parsed, bodyHash, keys),

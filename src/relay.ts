@@ -112,6 +112,8 @@ export async function startRelay(config: RelayConfig, options: { log?: Logger } 
         client: request.client,
         identity: { user: request.user },
         sizeExceeded: request.sizeExceeded,
+        declared: request.declared,
+        received: { ...request.session, clientAddress: request.client.address, hideClient: config.submission.hideClient },
       }, {
         spool,
         keys,

@@ -220,6 +220,10 @@ export const schema = {
       doc: 'Longest SMTP command line accepted, in octets (RFC 5321 wants 512; AUTH lines need more, RFC 4954 allows 12288).',
       format: 'nat', default: 4096, env: 'RELAY_MAX_COMMAND_LENGTH',
     },
+    hideClient: {
+      doc: 'Leave the client\'s address and EHLO name out of the Received field the relay adds.',
+      format: Boolean, default: false, env: 'RELAY_HIDE_CLIENT',
+    },
   },
   auth: {
     maxFailures: {
@@ -335,7 +339,7 @@ export type RelayConfig = {
     host: string; port: number; tlsPort: number; maxSize: number; maxRecipients: number;
     maxLineLength: number; maxHeaderSize: number; maxClients: number; socketTimeout: number;
     maxCommandLength: number; maxConnectionsPerClient: number; reservedForTrustedNetworks: number;
-    maxJunkCommands: number;
+    maxJunkCommands: number; hideClient: boolean;
   };
   auth: { maxFailures: number; maxUserFailures: number; blockTime: number; failureDelay: number };
   tls: { key: string; cert: string };

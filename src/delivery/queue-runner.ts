@@ -23,7 +23,7 @@ import { AttemptRecord, HISTORY_LENGTH, RecipientState, Spool, SpoolEnvelope } f
 import { isThrottling, Outcome } from './classify';
 import { DestinationLimit, DestinationState, effectiveRules, limitFor, MemoryDestinationState } from './destination-limits';
 import { RetrySchedule } from './retry-schedule';
-import { Destination, Route, RouteCache, RouteOptions } from './route';
+import { Destination, orderForAttempt, Route, RouteCache, RouteOptions } from './route';
 import { RecipientResult, SmtpSession, TransportOptions } from './transport';
 
 export interface QueueRunnerOptions {
@@ -44,6 +44,8 @@ export interface QueueRunnerOptions {
   pollMs?: number;
   /** How long an idle connection waits for another message before QUIT. */
   idleMs?: number;
+  /** Random source for the order of MX hosts of equal preference (tests); Math.random. */
+  random?: () => number;
 }
 
 interface Job {
@@ -437,13 +439,13 @@ export class QueueRunner {
   }
 
   /**
-   * Connects to the site's hosts in priority order. When none takes the connection, the job
-   * and every job waiting at the site get the last host's answer.
+   * Connects to the site's hosts in priority order, equal ones in random order. When none
+   * takes the connection, the job and every job waiting at the site get the last host's answer.
    */
   private async openSession(site: Site, job: Job): Promise<SmtpSession | null> {
     const { log } = this.options;
     let last = { outcome: 'deferred' as Outcome, reply: 'no host tried', host: '', ip: '' };
-    for (const destination of site.destinations) {
+    for (const destination of orderForAttempt(site.destinations, this.options.random)) {
       if (this.stopped) break;
       const started = Date.now();
       const opened = await SmtpSession.open(destination, this.options.transport);
@@ -490,7 +492,7 @@ export class QueueRunner {
     const domain = job.domain || domainOf(job.recipients[0].address);
     const started = Date.now();
     const result = await session.send(
-      { from: envelope.sender, to: job.recipients.map((r) => r.address) },
+      { from: envelope.sender, to: job.recipients.map((r) => r.address), declared: envelope.declared },
       spool.openSigned(envelope)
     );
     const durationMs = Date.now() - started;

@@ -5,11 +5,20 @@
 // RouteCache keeps a found route for the TTL of its address records (at most a minute):
 // a relay sending hundreds of messages a minute to one domain asks DNS once, not twice per
 // message (c-ares, under Node's resolver, caches nothing).
+// An internationalized domain is looked up by its A-labels (xn--...); the recipient's address
+// itself is sent as the client gave it. Hosts of equal preference come in a fixed order here
+// (by name, so the route and its site key are stable); orderForAttempt shuffles them for each
+// connection (RFC 5321 5.1), so one host is not always first.
 import net from 'node:net';
+import { domainToASCII } from 'node:url';
 import { parseHostPort } from '../config/schema';
 import { isNotFound, MxRecord, Resolver } from '../dns/resolver';
 
-export interface Destination { host: string; ip: string; port: number }
+export interface Destination {
+  host: string; ip: string; port: number;
+  /** MX preference (lower first); absent for a smarthost or an implicit MX. */
+  priority?: number;
+}
 
 /** Longest time a route is reused, whatever the TTLs say (Node's MX lookup reports no TTL). */
 const ROUTE_CACHE_MAX_SECONDS = 60;
@@ -27,7 +36,9 @@ export interface RouteOptions {
   family?: 4 | 6;
 }
 
-export async function routeDomain(domain: string, options: RouteOptions): Promise<Route> {
+export async function routeDomain(name: string, options: RouteOptions): Promise<Route> {
+  // '' for a name that has no A-label form (refused at RCPT already; kept for old spools)
+  const domain = domainToASCII(name.normalize('NFC')) || name;
   if (options.smarthost) {
     const { host, port } = parseHostPort(options.smarthost);
     return addressesOf([{ host, port }], options, `smarthost ${options.smarthost}`);
@@ -45,25 +56,26 @@ export async function routeDomain(domain: string, options: RouteOptions): Promis
     return { kind: 'unroutable', permanent: true, reason: `domain ${domain} accepts no mail (null MX, RFC 7505)` };
   }
   const hosts = mx.length
-    ? [...mx].sort((a, b) => a.priority - b.priority).map((r) => ({ host: r.exchange, port: options.mxPort }))
+    ? [...mx].sort((a, b) => a.priority - b.priority || (a.exchange < b.exchange ? -1 : a.exchange > b.exchange ? 1 : 0))
+      .map((r) => ({ host: r.exchange, port: options.mxPort, priority: r.priority }))
     : [{ host: domain, port: options.mxPort }];
   return addressesOf(hosts, options, `the mail hosts of ${domain}`);
 }
 
-async function addressesOf(hosts: { host: string; port: number }[], options: RouteOptions, what: string): Promise<Route> {
+async function addressesOf(hosts: { host: string; port: number; priority?: number }[], options: RouteOptions, what: string): Promise<Route> {
   const destinations: Destination[] = [];
   const problems: string[] = [];
   let ttl = ROUTE_CACHE_MAX_SECONDS;
-  for (const { host, port } of hosts) {
+  for (const { host, port, priority } of hosts) {
     if (net.isIP(host)) {
-      destinations.push({ host, ip: host, port });
+      destinations.push({ host, ip: host, port, priority });
       continue;
     }
     const families = ([4, 6] as const).filter((f) => options.family === undefined || options.family === f);
     const results = await Promise.allSettled(families.map((f) => options.resolver.addresses(host, f)));
     const found = results.flatMap((r) => (r.status === 'fulfilled' ? r.value : []));
     for (const { address, ttl: recordTtl } of found) {
-      destinations.push({ host, ip: address, port });
+      destinations.push({ host, ip: address, port, priority });
       ttl = Math.min(ttl, recordTtl);
     }
     if (!found.length) {
@@ -73,6 +85,33 @@ async function addressesOf(hosts: { host: string; port: number }[], options: Rou
   }
   if (destinations.length) return { kind: 'hosts', destinations, ttl };
   return { kind: 'unroutable', permanent: false, reason: `no address for ${what}: ${problems.join('; ')}` };
+}
+
+/**
+ * The destinations in the order one connection tries them: by preference, the hosts of equal
+ * preference shuffled (Fisher-Yates; `random` as Math.random), each host's addresses kept
+ * together in their order.
+ */
+export function orderForAttempt(destinations: Destination[], random: () => number = Math.random): Destination[] {
+  const groups: Destination[][] = [];
+  for (const d of destinations) {
+    const group = groups.find((g) => g[0].host === d.host);
+    if (group) group.push(d);
+    else groups.push([d]);
+  }
+  const out: Destination[][] = [];
+  for (let i = 0; i < groups.length;) {
+    let j = i + 1;
+    while (j < groups.length && groups[j][0].priority !== undefined && groups[j][0].priority === groups[i][0].priority) j++;
+    const tier = groups.slice(i, j);
+    for (let k = tier.length - 1; k > 0; k--) {
+      const r = Math.floor(random() * (k + 1));
+      [tier[k], tier[r]] = [tier[r], tier[k]];
+    }
+    out.push(...tier);
+    i = j;
+  }
+  return out.flat();
 }
 
 /**

@@ -54,11 +54,44 @@ export class SmtpSession {
     return first;
   }
 
-  async send(envelope: { from: string; to: string[] }, message: Buffer | Readable): Promise<SendResult> {
+  /** Whether the server offered an SMTP extension in its (last) EHLO reply. */
+  offers(extension: string): boolean {
+    return (this.connection as unknown as { _supportedExtensions?: string[] })._supportedExtensions?.includes(extension) ?? false;
+  }
+
+  /**
+   * Sends one message. declared: the MAIL FROM parameters the client gave, passed on when the
+   * server offers them. A recipient whose envelope needs SMTPUTF8 (a UTF-8 address) is not
+   * sent to a server that does not offer it: it fails with 5.6.7 (RFC 6531 3.2), since
+   * changing an address is no option. An 8-bit body to a server without 8BITMIME goes as
+   * it is (see README, "8-bit messages"): converting it to 7 bit would break the signature.
+   */
+  async send(envelope: { from: string; to: string[]; declared?: { body8bit?: boolean; smtputf8?: boolean } }, message: Buffer | Readable): Promise<SendResult> {
+    if (!this.offers('SMTPUTF8')) {
+      const refusal = `550 5.6.7 ${this.destination.host} does not support SMTPUTF8 (RFC 6531), which this internationalized address needs; the relay does not change addresses`;
+      const senderNeeds = needsSmtpUtf8(envelope.from);
+      const refused = envelope.to.filter((address) => senderNeeds || needsSmtpUtf8(address));
+      if (refused.length) {
+        const failed = refused.map((address) => ({ address, outcome: 'failed' as Outcome, reply: refusal }));
+        const rest = envelope.to.filter((address) => !refused.includes(address));
+        if (!rest.length) {
+          if (!Buffer.isBuffer(message)) message.destroy();
+          return { recipients: failed, reusable: !this.closed };
+        }
+        const sent = await this.send({ ...envelope, to: rest }, message);
+        return { ...sent, recipients: [...failed, ...sent.recipients] };
+      }
+    }
     const { connection } = this;
+    const smtputf8 = !!envelope.declared?.smtputf8 && this.offers('SMTPUTF8');
+    const restore = smtputf8 ? this.addSmtpUtf8() : () => undefined;
     try {
       const info = await new Promise<SMTPConnection.SentMessageInfo>((resolve, reject) => {
-        connection.send({ from: envelope.from, to: envelope.to }, message, (err, result) => (err ? reject(err) : resolve(result!)));
+        connection.send(
+          { from: envelope.from, to: envelope.to, use8BitMime: !!envelope.declared?.body8bit } as SMTPConnection.Envelope,
+          message,
+          (err, result) => (err ? reject(err) : resolve(result!))
+        );
       });
       const reply = describeError({ response: info.response });
       const rejected = new Map((info.rejectedErrors ?? []).map((e: unknown) => [(e as { recipient?: string }).recipient ?? '', e]));
@@ -88,7 +121,28 @@ export class SmtpSession {
         reusable = await new Promise<boolean>((resolve) => connection.reset((resetErr) => resolve(!resetErr)));
       }
       return { recipients, reusable };
+    } finally {
+      restore();
     }
+  }
+
+  /**
+   * nodemailer adds SMTPUTF8 to MAIL FROM only when an envelope address is not ASCII; a
+   * client may also declare it for UTF-8 header fields (RFC 6532) with ASCII addresses. This
+   * connection's MAIL FROM gets the keyword too while one message is sent.
+   */
+  private addSmtpUtf8(): () => void {
+    type SendCommand = (command: string, ...rest: unknown[]) => void;
+    const connection = this.connection as unknown as { _sendCommand: SendCommand };
+    const original = connection._sendCommand;
+    connection._sendCommand = function sendCommand(this: unknown, command: string, ...rest: unknown[]) {
+      const add = typeof command === 'string' && /^MAIL FROM:/i.test(command) && !/ SMTPUTF8\b/i.test(command);
+      return original.call(this, add ? `${command} SMTPUTF8` : command, ...rest);
+    };
+    return () => {
+      delete (connection as { _sendCommand?: SendCommand })._sendCommand; // the prototype's again
+      if (connection._sendCommand !== original) connection._sendCommand = original;
+    };
   }
 
   /**
@@ -162,6 +216,11 @@ async function connect(destination: Destination, options: TransportOptions, plai
     connection.close();
     return { tlsFailed, error: { outcome: classifyError(err), reply: describeError(err) } };
   }
+}
+
+/** An address with a non-ASCII character needs SMTPUTF8 on the way (RFC 6531). */
+export function needsSmtpUtf8(address: string): boolean {
+  return /[^\x00-\x7f]/.test(address);
 }
 
 function codeOf(response: string | undefined): number | undefined {

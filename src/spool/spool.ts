@@ -88,6 +88,11 @@ export interface SpoolEnvelope {
   delayNotified?: boolean;
   /** This message is a DSN made by the relay (its sender is the null sender). */
   dsn?: 'failed' | 'delayed';
+  /**
+   * MAIL FROM parameters the client declared, passed on at delivery (absent in spools of
+   * older versions and when none was declared).
+   */
+  declared?: { body8bit?: boolean; smtputf8?: boolean };
 }
 
 /** What a new message is committed with: its envelope and its signatures. */

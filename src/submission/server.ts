@@ -26,7 +26,14 @@ export interface AcceptRequest {
   client: { address: string; user?: string };
   user?: SessionUser;
   sizeExceeded: () => boolean;
+  /** What the client declared in MAIL FROM, passed on at delivery. */
+  declared: DeclaredParameters;
+  /** The session as the Received field describes it. */
+  session: { heloName: string; protocol: string; tls?: { version: string; cipher: string } };
 }
+
+/** MAIL FROM parameters the relay passes on: BODY=8BITMIME (RFC 6152), SMTPUTF8 (RFC 6531). */
+export interface DeclaredParameters { body8bit: boolean; smtputf8: boolean }
 
 export interface SubmissionOptions {
   host: string;
@@ -165,6 +172,12 @@ export async function startSubmission(options: SubmissionOptions): Promise<Submi
         client: { address: session.remoteAddress, user: user?.name },
         user,
         sizeExceeded: () => stream.sizeExceeded,
+        declared: { body8bit: session.envelope.bodyType === '8bitmime', smtputf8: session.envelope.smtpUtf8 === true },
+        session: {
+          heloName: session.hostNameAppearsAs || '',
+          protocol: session.transmissionType,
+          tls: session.tlsOptions ? { version: session.tlsOptions.version, cipher: session.tlsOptions.standardName || session.tlsOptions.name } : undefined,
+        },
       }).then((id) => callback(null, `2.0.0 queued as ${id}`), (err: Error) => {
         if (err instanceof Rejection) return callback(err);
         log.error({ err: err.message, stack: err.stack }, 'accepting a message failed');

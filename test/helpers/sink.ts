@@ -15,6 +15,8 @@ export interface SinkMessage {
   secure: boolean;
   /** '' for the null sender */
   mailFrom: string;
+  /** MAIL FROM parameters as given, names upper-cased (e.g. {BODY: '8BITMIME', SMTPUTF8: true}) */
+  mailParams: Record<string, string | boolean>;
   /** the accepted recipients only */
   rcptTo: string[];
   data: Buffer;
@@ -47,6 +49,10 @@ export interface SinkOptions {
    * sink for the message's Message-ID (all messages without one share a counter).
    */
   onData?: (msg: SinkMessage, attempt: number) => SinkReply | undefined;
+  /** leave 8BITMIME out of the EHLO reply (RFC 6152) */
+  hide8BITMIME?: boolean;
+  /** leave SMTPUTF8 out of the EHLO reply (RFC 6531) */
+  hideSMTPUTF8?: boolean;
 }
 
 export interface SinkRejection {
@@ -178,6 +184,8 @@ export async function startSink(opts: SinkOptions = {}): Promise<Sink> {
     disableReverseLookup: true, // would use the system resolver, not the test DNS
     logger: false,
     closeTimeout: 500, // close() should not wait 30 s for a relay that keeps its connection
+    hide8BITMIME: opts.hide8BITMIME ?? false,
+    hideSMTPUTF8: opts.hideSMTPUTF8 ?? false,
     onConnect(session, callback) {
       connections.push({ remoteAddress: session.remoteAddress });
       open++;
@@ -208,6 +216,7 @@ export async function startSink(opts: SinkOptions = {}): Promise<Sink> {
             helo: session.hostNameAppearsAs,
             secure: session.secure,
             mailFrom: env.mailFrom ? env.mailFrom.address : '',
+            mailParams: Object.fromEntries(Object.entries((env.mailFrom && env.mailFrom.args) || {}).map(([k, v]) => [k.toUpperCase(), v as string | boolean])),
             rcptTo: env.rcptTo.map((r) => r.address),
             data,
             sessionId: session.id,
