@@ -26,7 +26,9 @@ export class KeyStore {
   /** Keys that sign mail of `domain` (lower case): at most one RSA and one Ed25519. */
   signingKeys(domain: string): SigningKey[] {
     const cached = this.cache.get(domain);
-    if (cached && Date.now() - cached.scannedAt < RESCAN_MS) return cached.keys;
+    // No key in the cache is read again at once: a key activated meanwhile (by `keys activate`
+    // or the relay's own check) must sign now, not be refused for up to RESCAN_MS.
+    if (cached && cached.keys.length && Date.now() - cached.scannedAt < RESCAN_MS) return cached.keys;
     return this.scan(domain);
   }
 

@@ -289,3 +289,15 @@ test('watch: a key store that is a file is logged once, at error, naming keysDir
   expect(lines.map((l) => [l.level, l.msg])).toEqual([[50, `keysDir (env RELAY_KEYS_DIR) ${keysDir} is a file, not a folder, so no DKIM key signs: point keysDir at the key store folder`]]);
   fs.rmSync(keysDir);
 });
+
+// Regression (merge of the key watch with periodic activation): a store that had scanned the
+// domain while its key was pending refused mail for up to 2 s after the key became active,
+// with the false reason "every DKIM key ... is retired".
+test('a key activated after the store saw it pending signs at once', async () => {
+  const { keys } = store();
+  const key = await generateKey(keysDir, { domain: 'example.org', selector: 's1' });
+  expect(selectors(keys, 'example.org')).toEqual([]);
+  dns.set(key.recordName, 'TXT', [key.recordValue]);
+  await activateKey(keysDir, 'example.org', 's1', resolver);
+  expect(selectors(keys, 'example.org')).toEqual(['rsa:s1']);
+});
