@@ -25,3 +25,27 @@ export function unmapIPv4(address: string): string {
   const m = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
   return m ? m[1] : address;
 }
+
+/**
+ * What a client is counted by (connection and login limits): its IPv4 address, or the /64 of
+ * its IPv6 address, which one host or subscriber usually holds whole.
+ */
+export function clientKey(address: string): string {
+  const plain = unmapIPv4(address.split('%')[0].toLowerCase());
+  if (!net.isIPv6(plain)) return plain;
+  return `${expandIPv6(plain).slice(0, 4).join(':')}::/64`;
+}
+
+function expandIPv6(address: string): string[] {
+  const [head, tail] = address.split('::') as [string, string | undefined];
+  const parse = (part: string) => (part ? part.split(':') : []).flatMap((group) => {
+    if (!group.includes('.')) return [group];
+    // an embedded IPv4 address (::ffff:192.0.2.1 is unmapped above; others such as 64:ff9b::/96)
+    const [a, b, c, d] = group.split('.').map(Number);
+    return [((a << 8) | b).toString(16), ((c << 8) | d).toString(16)];
+  });
+  const left = parse(head);
+  const right = tail === undefined ? [] : parse(tail);
+  const zeros = tail === undefined ? [] : Array(8 - left.length - right.length).fill('0');
+  return [...left, ...zeros, ...right].map((g) => parseInt(g, 16).toString(16));
+}

@@ -16,10 +16,9 @@
 // The counters sit behind AuthCounters (shared-state/auth-counters.ts), in memory here.
 import { Logger } from '../log';
 import { Rejection } from '../policy/rejection';
-import { unmapIPv4 } from '../policy/client-access';
+import { clientKey } from '../policy/client-access';
 import { userNameProblem } from '../users/store';
 import { AuthCounters, BucketRule, MemoryAuthCounters } from '../shared-state/auth-counters';
-import net from 'node:net';
 
 export interface AuthFailureOptions {
   /** Failed logins from one address (IPv6: one /64) before AUTH from it is refused. */
@@ -174,21 +173,5 @@ function labelOf(key: string): string {
 
 /** The key a client address is counted under: an IPv4 address, or the /64 of an IPv6 one. */
 export function addressKey(address: string): string {
-  const plain = unmapIPv4(address);
-  return `address:${net.isIPv6(plain) ? ipv6Prefix64(plain) : plain}`;
-}
-
-/** 2001:db8:1:2:3:4:5:6 -> 2001:db8:1:2::/64 */
-export function ipv6Prefix64(address: string): string {
-  let a = address.split('%')[0].toLowerCase();
-  const v4 = /(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(a);
-  if (v4) {
-    const o = v4.slice(1).map(Number);
-    a = `${a.slice(0, v4.index)}${((o[0] << 8) | o[1]).toString(16)}:${((o[2] << 8) | o[3]).toString(16)}`;
-  }
-  const [head, tail] = a.split('::');
-  const h = head ? head.split(':') : [];
-  const t = tail ? tail.split(':') : [];
-  const groups = tail === undefined ? h : [...h, ...new Array<string>(Math.max(0, 8 - h.length - t.length)).fill('0'), ...t];
-  return `${groups.slice(0, 4).map((g) => parseInt(g, 16).toString(16)).join(':')}::/64`;
+  return `address:${clientKey(address)}`;
 }

@@ -8,9 +8,8 @@
 //    smtp-server's own maxClients check stays the cap on all connections.
 // One instance serves both listeners (STARTTLS and implicit TLS). Connections are counted from
 // onConnect to onClose, by session id.
-import net from 'node:net';
 import { Logger } from '../log';
-import { NetworkList, unmapIPv4 } from '../policy/client-access';
+import { clientKey, NetworkList } from '../policy/client-access';
 import { Rejection } from '../policy/rejection';
 
 export interface ConnectionLimitOptions {
@@ -86,25 +85,4 @@ export class ConnectionLimits {
     if (this.refusing.size < 10_000) this.refusing.add(key);
     this.options.log.warn({ client: key }, message);
   }
-}
-
-/** What a client is counted by: its IPv4 address, or the /64 of its IPv6 address. */
-export function clientKey(address: string): string {
-  const plain = unmapIPv4(address);
-  if (!net.isIPv6(plain)) return plain;
-  return `${expandIPv6(plain).slice(0, 4).join(':')}::/64`;
-}
-
-function expandIPv6(address: string): string[] {
-  const [head, tail] = address.split('::') as [string, string | undefined];
-  const parse = (part: string) => (part ? part.split(':') : []).flatMap((group) => {
-    if (!group.includes('.')) return [group];
-    // an embedded IPv4 address (::ffff:192.0.2.1 is unmapped above; others such as 64:ff9b::/96)
-    const [a, b, c, d] = group.split('.').map(Number);
-    return [((a << 8) | b).toString(16), ((c << 8) | d).toString(16)];
-  });
-  const left = parse(head);
-  const right = tail === undefined ? [] : parse(tail);
-  const zeros = tail === undefined ? [] : Array(8 - left.length - right.length).fill('0');
-  return [...left, ...zeros, ...right].map((g) => parseInt(g, 16).toString(16));
 }

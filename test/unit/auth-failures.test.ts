@@ -3,7 +3,8 @@
 import pino from 'pino';
 import { Writable } from 'node:stream';
 import { MemoryAuthCounters } from '../../src/shared-state/auth-counters';
-import { addressKey, AuthFailures, ipv6Prefix64, LoginAttempt } from '../../src/submission/auth-failures';
+import { clientKey } from '../../src/policy/client-access';
+import { addressKey, AuthFailures, LoginAttempt } from '../../src/submission/auth-failures';
 import { Rejection } from '../../src/policy/rejection';
 
 function setup(over: Partial<ConstructorParameters<typeof AuthFailures>[0]> = {}) {
@@ -93,12 +94,12 @@ test('an invalid user name gets no bucket of its own; the address still counts',
 });
 
 test('IPv6 clients are counted by their /64; IPv4-mapped ones by the IPv4 address', () => {
-  expect(ipv6Prefix64('2001:db8:1:2:3:4:5:6')).toBe('2001:db8:1:2::/64');
-  expect(ipv6Prefix64('2001:db8::1')).toBe('2001:db8:0:0::/64');
-  expect(ipv6Prefix64('::1')).toBe('0:0:0:0::/64');
-  expect(ipv6Prefix64('fe80::1%eth0')).toBe('fe80:0:0:0::/64');
-  expect(ipv6Prefix64('2001:DB8:0001:0002::')).toBe('2001:db8:1:2::/64');
-  expect(ipv6Prefix64('64:ff9b::192.0.2.1')).toBe('64:ff9b:0:0::/64');
+  expect(clientKey('2001:db8:1:2:3:4:5:6')).toBe('2001:db8:1:2::/64');
+  expect(clientKey('2001:db8::1')).toBe('2001:db8:0:0::/64');
+  expect(clientKey('::1')).toBe('0:0:0:0::/64');
+  expect(clientKey('fe80::1%eth0')).toBe('fe80:0:0:0::/64');
+  expect(clientKey('2001:DB8:0001:0002::')).toBe('2001:db8:1:2::/64');
+  expect(clientKey('64:ff9b::192.0.2.1')).toBe('64:ff9b:0:0::/64');
   expect(addressKey('::ffff:192.0.2.1')).toBe('address:192.0.2.1');
   expect(addressKey('2001:db8:1:2::99')).toBe(addressKey('2001:db8:1:2:ffff::1'));
 

@@ -1,7 +1,8 @@
 // ConnectionLimits (src/submission/connection-limits.ts): the counting behind the per-client
 // limit and the share kept for trusted networks; over real SMTP in test/security/flood-connections.test.ts.
 import { NetworkList } from '../../src/policy/client-access';
-import { clientKey, ConnectionLimits } from '../../src/submission/connection-limits';
+import { clientKey } from '../../src/policy/client-access';
+import { ConnectionLimits } from '../../src/submission/connection-limits';
 
 const warnings: string[] = [];
 const log = { warn: (_: unknown, message: string) => warnings.push(message) } as never;
