@@ -12,8 +12,9 @@ import { establishIdentity } from './identity/check-at-start';
 import { createLogger, Logger } from './log';
 import { NetworkList } from './policy/client-access';
 import { Spool } from './spool/spool';
-import { explainDataDirError, explainListenError } from './start-errors';
+import { StartError, explainDataDirError, explainListenError } from './start-errors';
 import { AuthFailures } from './submission/auth-failures';
+import { loadRulesFile, setUserRules } from './replies/verdict';
 import { ConnectionLimits } from './submission/connection-limits';
 import { startSubmission } from './submission/server';
 import { loadTlsCertificate } from './submission/tls-certificate';
@@ -28,6 +29,16 @@ export interface Relay {
 
 export async function startRelay(config: RelayConfig, options: { log?: Logger } = {}): Promise<Relay> {
   const log = options.log ?? createLogger(config.log.level);
+  // The user's reply rules are checked before anything is opened: a bad file stops the start.
+  if (config.delivery.classifierRules) {
+    try {
+      setUserRules(loadRulesFile(config.delivery.classifierRules));
+    } catch (err) {
+      throw new StartError((err as Error).message);
+    }
+  } else {
+    setUserRules([]);
+  }
   const resolver = createResolver({ servers: config.dns.servers, timeoutSeconds: config.dns.timeout });
   // Before anything is opened: a fatal identity problem (identity/check-at-start.ts) stops here.
   const hostname = (await establishIdentity(config, resolver, log)).heloName;

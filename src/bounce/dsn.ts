@@ -3,7 +3,7 @@
 // original message's header section as text/rfc822-headers. It is sent from MAILER-DAEMON at
 // the HELO name with the null sender, so nothing ever answers it with another bounce.
 import crypto from 'node:crypto';
-import { enhancedStatus } from '../delivery/classify';
+import { enhancedStatus, verdictOf } from '../replies/verdict';
 import { rfc5322Date } from '../policy/header-rules';
 
 export interface DsnRecipient {
@@ -83,7 +83,13 @@ export function buildDsn(input: DsnInput): { header: Buffer; body: Buffer } {
       ...(input.expiresAt ? [`until ${rfc5322Date(input.expiresAt)}.`] : ['for a while.']),
       'The recipients and the last answer of their mail servers:',
     ];
-  for (const r of input.recipients) human.push('', `<${oneLine(r.address)}>: ${oneLine(r.reply)}`);
+  for (const r of input.recipients) {
+    human.push('', `<${oneLine(r.address)}>: ${oneLine(r.reply)}`);
+    // What the reply means and what to do, in plain words (replies/)
+    const verdict = verdictOf(r.reply, r.remoteHost);
+    human.push(`  What it means (${verdict.class}): ${oneLine(verdict.explanation)}`);
+    if (verdict.fix) human.push(`  What to do: ${oneLine(verdict.fix)}`);
+  }
 
   const perMessage = [
     `Reporting-MTA: dns; ${input.reportingMta}`,

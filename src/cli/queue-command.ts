@@ -136,7 +136,8 @@ async function show(spool: Spool, id: string, ctx: CliContext, json: boolean): P
       `${r.status === 'queued' ? `  next ${new Date(r.nextAttemptAt).toISOString()}` : ''}${r.lastReply ? `\n    last reply: ${r.lastReply}` : ''}`),
     'history:',
     ...(envelope.history?.length ? envelope.history.map((h) => `  ${new Date(h.at).toISOString()}  ${h.outcome}  ${h.recipients.join(', ')}` +
-      `${h.host ? `  ${h.host}${h.ip ? ` [${h.ip}]` : ''}` : ''}  ${h.reply}`) : ['  (no attempt yet)']),
+      `${h.host ? `  ${h.host}${h.ip ? ` [${h.ip}]` : ''}` : ''}  ${h.reply}` +
+      `${h.class ? `\n    ${h.class}: ${h.explanation}${h.fix ? ` Fix: ${h.fix}` : ''}` : ''}`) : ['  (no attempt yet)']),
     'headers:',
     headers.replace(/\r\n/g, '\n').replace(/\n$/, '').split('\n').map((l) => `  ${l}`).join('\n'),
   ];

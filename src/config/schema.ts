@@ -305,6 +305,10 @@ export const schema = {
       doc: 'Rules for MX hosts by pattern, before the built-in presets (Outlook, GMX/WEB.DE, Gmail, Yahoo, T-Online): [{match, connections, messagesPerConnection, throttlePause}]; JSON in the environment.',
       format: 'destination-limits', default: [] as DestinationLimitRule[], env: 'RELAY_DESTINATION_LIMITS',
     },
+    classifierRules: {
+      doc: 'A JSON file of extra reply rules, checked before the built-in ones (first match wins): [{id, match: {code, enhanced, text, host}, class, explanation, fix}].',
+      format: String, default: '', env: 'RELAY_CLASSIFIER_RULES',
+    },
     connectTimeout: { doc: 'Time to wait for an MX to answer.', format: 'seconds', default: 30, env: 'RELAY_CONNECT_TIMEOUT' },
     // above connectionsPerDestination, so one busy destination leaves room for the others
     concurrency: { doc: 'Most delivery connections open at the same time, over all destinations.', format: 'nat', default: 50, env: 'RELAY_DELIVERY_CONCURRENCY' },
@@ -355,6 +359,7 @@ export type RelayConfig = {
     retrySchedule: string; retryExpire: number; delayWarning: number;
     connectionsPerDestination: number; messagesPerConnection: number; throttlePause: number;
     destinationLimits: DestinationLimitRule[];
+    classifierRules: string;
     connectTimeout: number; concurrency: number;
   };
   identity: { strict: boolean };

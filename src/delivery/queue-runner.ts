@@ -20,7 +20,8 @@ import { Logger } from '../log';
 import { domainOf } from '../policy/sender-domains';
 import { ControlReply, ControlRequest, processControlRequests } from '../spool/control';
 import { AttemptRecord, HISTORY_LENGTH, RecipientState, Spool, SpoolEnvelope } from '../spool/spool';
-import { isThrottling, Outcome } from './classify';
+import { isThrottling, Outcome } from '../replies/outcome';
+import { verdictOf } from '../replies/verdict';
 import { DestinationLimit, DestinationState, effectiveRules, limitFor, MemoryDestinationState } from './destination-limits';
 import { RetrySchedule } from './retry-schedule';
 import { Destination, orderForAttempt, Route, RouteCache, RouteOptions } from './route';
@@ -315,7 +316,7 @@ export class QueueRunner {
     const domain = job.domain || domainOf(job.recipients[0].address);
     const route: Route = await this.routes.route(domain);
     if (route.kind === 'unroutable') {
-      log.info({ id: job.envelope.id, domain, reply: route.reason }, 'delivery attempt: no route');
+      log.info({ id: job.envelope.id, domain, reply: route.reason, ...explained(route.reason) }, 'delivery attempt: no route');
       for (const r of job.recipients) this.record(job, r, route.permanent ? 'failed' : 'deferred', route.reason);
       this.addHistory(job.envelope, { recipients: job.recipients.map((r) => r.address), outcome: route.permanent ? 'failed' : 'deferred', reply: route.reason });
       return this.finishJob(job);
@@ -352,7 +353,7 @@ export class QueueRunner {
   /** A site that took no connection moments ago: deferred without a try, an attempt used. */
   private deferUnreachable(job: Job, down: Unreachable): void {
     const reply = `not tried: ${down.host} [${down.ip}] took no connection ${Math.round((Date.now() - down.at) / 1000)} s ago (${down.reply})`;
-    this.options.log.info({ id: job.envelope.id, domain: job.domain || domainOf(job.recipients[0].address), host: down.host, ip: down.ip, outcome: 'deferred', reply }, 'delivery attempt: destination unreachable');
+    this.options.log.info({ id: job.envelope.id, domain: job.domain || domainOf(job.recipients[0].address), host: down.host, ip: down.ip, outcome: 'deferred', reply, ...explained(reply) }, 'delivery attempt: destination unreachable');
     for (const r of job.recipients) this.record(job, r, 'deferred', reply, down.host);
     this.addHistory(job.envelope, { recipients: job.recipients.map((r) => r.address), outcome: 'deferred', reply, host: down.host, ip: down.ip });
     void this.finishJob(job);
@@ -456,7 +457,7 @@ export class QueueRunner {
       last = { ...opened.error, host: destination.host, ip: destination.ip };
       log.info({
         id: job.envelope.id, domain: job.domain || domainOf(job.recipients[0].address), host: destination.host, ip: destination.ip,
-        outcome: last.outcome, reply: last.reply, durationMs: Date.now() - started,
+        outcome: last.outcome, reply: last.reply, ...explained(last.reply, destination.host), durationMs: Date.now() - started,
       }, 'delivery attempt');
       if (isThrottling(last.reply)) break;
       // A 5xx greeting is the site's final word; anything else: next host.
@@ -501,7 +502,7 @@ export class QueueRunner {
     for (const outcome of result.recipients) {
       log.info({
         id: envelope.id, domain, host, ip, recipient: outcome.address, outcome: outcome.outcome, reply: outcome.reply,
-        tls: session.tls, onConnection, durationMs,
+        ...explained(outcome.reply, host), tls: session.tls, onConnection, durationMs,
       }, 'delivery attempt');
     }
     this.applyResults(job, result.recipients, host);
@@ -560,7 +561,8 @@ export class QueueRunner {
 
   private addHistory(envelope: SpoolEnvelope, record: Omit<AttemptRecord, 'at'>): void {
     const history = envelope.history ?? [];
-    history.push({ at: Date.now(), ...record });
+    const verdict = ['delivered', 'deferred', 'failed', 'paused'].includes(record.outcome) ? explained(record.reply, record.host) : {};
+    history.push({ at: Date.now(), ...record, ...verdict });
     envelope.history = history.slice(-HISTORY_LENGTH);
   }
 
@@ -663,6 +665,12 @@ export class QueueRunner {
       return false;
     }
   }
+}
+
+/** The class and explanation of a reply, for log lines and the attempt history. */
+function explained(reply: string, host?: string): { class: string; explanation: string; fix?: string } {
+  const v = verdictOf(reply, host);
+  return { class: v.class, explanation: v.explanation, ...(v.fix ? { fix: v.fix } : {}) };
 }
 
 function formatDuration(ms: number): string {

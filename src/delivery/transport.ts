@@ -7,7 +7,7 @@
 import net from 'node:net';
 import { Readable } from 'node:stream';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
-import { classifyError, classifyReply, describeError, Outcome } from './classify';
+import { outcomeOfError as classifyError, outcomeOfCode as classifyReply, describeError, Outcome } from '../replies/outcome';
 import './dot-stuffing-fast-path';
 import { Destination } from './route';
 

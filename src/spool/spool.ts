@@ -67,6 +67,10 @@ export interface AttemptRecord {
   reply: string;
   host?: string;
   ip?: string;
+  /** What the reply means (replies/): its class and a plain-language explanation with the fix. */
+  class?: string;
+  explanation?: string;
+  fix?: string;
 }
 
 export const HISTORY_LENGTH = 20;

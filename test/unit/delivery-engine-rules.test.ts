@@ -1,7 +1,8 @@
 // The pure rules of the delivery engine: the retry schedule, what counts as throttling, and
 // which destination limit applies to which MX hosts.
 import { parseDestinationLimits } from '../../src/config/schema';
-import { enhancedStatus, isThrottling } from '../../src/delivery/classify';
+import { isThrottling } from '../../src/replies/outcome';
+import { enhancedStatus } from '../../src/replies/verdict';
 import { effectiveRules, limitFor } from '../../src/delivery/destination-limits';
 import { RetrySchedule } from '../../src/delivery/retry-schedule';
 import { statusOf } from '../../src/bounce/dsn';
