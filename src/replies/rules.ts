@@ -33,7 +33,7 @@ export interface ReplyRule {
   source?: string;
 }
 
-const MS_NDR = 'https://learn.microsoft.com/en-us/exchange/mail-flow-best-practices/non-delivery-reports-in-exchange-online/non-delivery-reports-in-exchange-online';
+const MS_NDR = 'https://learn.microsoft.com/en-us/troubleshoot/exchange/email-delivery/ndr/non-delivery-reports-in-exchange-online (Microsoft\'s list of NDR codes)';
 const GMAIL = 'https://support.google.com/a/answer/3726730 (Gmail SMTP errors and codes)';
 
 export const BUILT_IN_RULES: ReplyRule[] = [
@@ -54,19 +54,19 @@ export const BUILT_IN_RULES: ReplyRule[] = [
     id: 'outlook-4.7.650', provider: 'outlook', match: { enhanced: '^4\\.7\\.65[01]$' }, class: 'reputation', throttle: true,
     explanation: 'Microsoft limits mail from this IP address for now: its reputation is poor or unknown (a new IP).',
     fix: 'Slow down and let the relay retry; register the IP with Microsoft SNDS and JMRP, and ask https://sender.office.com/ for a review if it lasts.',
-    source: `${MS_NDR} (451 4.7.650 / 4.7.651: "The mail server for IP address ... has been temporarily rate limited due to IP reputation")`,
+    source: `from observed bounce texts, widely documented ("451 4.7.650 The mail server [IP] has been temporarily rate limited due to IP reputation"); not found on a Microsoft page we could read; see ${MS_NDR}`,
   },
   {
     id: 'outlook-5.7.515', provider: 'outlook', match: { enhanced: '^5\\.7\\.515$' }, class: 'authentication',
     explanation: 'Microsoft requires high-volume senders to pass SPF, DKIM and DMARC; this message did not meet that.',
     fix: 'Publish an SPF record that names this relay\'s IP, a DKIM key for every signing domain (`dkim-relay doctor`), and a DMARC record (_dmarc.<domain> TXT "v=DMARC1; p=none") aligned with the From domain.',
-    source: 'https://techcommunity.microsoft.com/blog/microsoftdefenderforoffice365blog/strengthening-email-ecosystem-outlook%E2%80%99s-new-requirements-for-high%E2%80%90volume-senders/4399730 (550 5.7.515 Access denied, sending domain does not meet the required authentication level)',
+    source: 'https://support.microsoft.com/en-au/topic/fix-ndr-error-550-5-7-515-in-outlook-com-34cfe8f8-6fbf-457e-9e8b-9e4dbaf4e0ef (550 5.7.515 Access denied, sending domain <domain> does not meet the required authentication level)',
   },
   {
     id: 'outlook-5.7.606-649', provider: 'outlook', match: { enhanced: '^5\\.7\\.(60[6-9]|6[1-3]\\d|64\\d)$' }, class: 'reputation',
     explanation: 'Microsoft has banned this sending IP address (or its network).',
     fix: 'Request removal at https://sender.office.com/ and follow the directions; then register the IP with Microsoft SNDS and JMRP.',
-    source: `${MS_NDR} (5.7.606-649 "Access denied, banned sending IP"); also observed, e.g. https://pastebin.com/EH1TUb0X`,
+    source: `from observed bounce texts ("550 5.7.606 Access denied, banned sending IP [IP]. To request removal from this list please visit https://sender.office.com/ ...", e.g. https://pastebin.com/EH1TUb0X); the reply links http://go.microsoft.com/fwlink/?LinkID=526655; see ${MS_NDR}`,
   },
   // --- Gmail ---
   {
@@ -125,6 +125,32 @@ export const BUILT_IN_RULES: ReplyRule[] = [
     source: 'RFC 5321 and the usual wording of MTAs (GMX/WEB.DE "Reject due to policy restrictions")',
   },
   { id: '421', match: { code: '^421$' }, class: 'rate-limit', throttle: true, explanation: 'The destination closes the connection for now (421): usually too many connections or messages.', fix: 'Slow down: the relay pauses this destination and tries again later.', source: 'RFC 5321 4.2.3' },
+  // --- GMX / WEB.DE (United Internet, the same mail platform as IONOS) ---
+  {
+    id: 'gmx-webde-rate-limit', provider: 'gmx-webde', match: { text: 'Rate limit reached' }, class: 'rate-limit', throttle: true,
+    explanation: 'GMX/WEB.DE received too many messages from this server in too short a time.',
+    fix: 'Slow down: try again in a few hours at a lower rate (lower the destination limits for *.gmx.net / *.web.de); contact https://postmaster.web.de/ if it lasts.',
+    source: 'https://postmaster.web.de/de/fehlermeldungen and https://ionos.de/hilfe/e-mail/postmaster/smtp-fehlermeldungen-der-11-ionos-mailserver ("421 Rate limit reached. Please try again later")',
+  },
+  {
+    id: 'gmx-webde-policy-violations', provider: 'gmx-webde', match: { text: 'Reject due to policy violations' }, class: 'reputation',
+    explanation: 'GMX/WEB.DE (United Internet) blocks this server\'s IP address for now: too many messages to addresses that do not exist, or a HELO name that keeps changing.',
+    fix: 'Clean the recipient lists of dead addresses, keep one HELO name per IP (RELAY_HELO_NAME), and try again later; see https://postmaster.web.de/.',
+    source: 'https://ionos.de/hilfe/e-mail/postmaster/smtp-fehlermeldungen-der-11-ionos-mailserver ("421/450 Reject due to policy violations"); https://postmaster.web.de/de/fehlermeldungen',
+  },
+  // --- T-Online ---
+  {
+    id: 't-online-dial', provider: 't-online', match: { text: '\\(DIAL\\)|Dialup/transient IP not allowed' }, class: 'reputation',
+    explanation: 'T-Online treats this server\'s IP address as a dial-up/transient address and takes no mail from it; it also answers so when it finds no legal notice (Impressum) for the server\'s host name.',
+    fix: 'Publish a web page with a legal notice (Impressum) and contact details at the relay\'s HELO/PTR name, as https://postmaster.t-online.de/ (4.1) asks; then write to the address in the reply (toda@rx.t-online.de) to be unblocked.',
+    source: 'https://postmaster.t-online.de/index.en.html (4.1 requirements for access); reply text "554: Dialup/transient IP not allowed. Use a mailgateway or contact toda@rx.t-online.de if obsolete. (DIAL)" from https://help.creoline.com/de/doc/t-online-554-dialuptransient-ip-not-allowed-zVwMz4z866',
+  },
+  {
+    id: 't-online-nowl', provider: 't-online', match: { text: 'IP=\\S+ - None/bad reputation|\\(NOWL\\)' }, class: 'reputation',
+    explanation: 'T-Online has no (or a bad) reputation for this server\'s IP address and does not take its mail.',
+    fix: 'Meet https://postmaster.t-online.de/ section 4.1 (PTR record, a legal notice at the host name), then ask postmaster@rx.t-online.de for a reset, as the reply says.',
+    source: 'reply text "554 IP=<IP> - None/bad reputation. Ask your postmaster for help or to contact <postmaster@rx.t-online.de> for reset. (NOWL)" from https://timmehosting.de/leitfaden-wenn-t-online-e-mails-blockiert-ursachen-und-loesungen; https://postmaster.t-online.de/index.en.html',
+  },
   // --- generic, by enhanced status code (RFC 3463, IANA registry) ---
   { id: 'x.1.1', match: { enhanced: '^5\\.1\\.(1|10)$' }, class: 'recipient-unknown', explanation: 'The recipient address does not exist at the destination.', fix: 'Check the address for typos; remove it from the list if it is gone.', source: 'RFC 3463 / RFC 7505' },
   { id: 'x.1.2', match: { enhanced: '^5\\.1\\.2$' }, class: 'dns', explanation: 'The recipient\'s domain does not exist or takes no mail.', fix: 'Check the domain part of the address.', source: 'RFC 3463' },

@@ -71,7 +71,7 @@ export function classifyReply(input: ReplyInput): Verdict {
 /** The verdict on a reply line as the relay keeps it ("550 5.7.1 ..." or a local failure's words). */
 export function verdictOf(reply: string, host?: string): Verdict {
   reply = reply.replace(/^gave up after [^:]*: /, '');
-  const code = /^([2-5]\d\d)(?:[ -]|$)/.exec(reply)?.[1];
+  const code = /^([2-5]\d\d)(?:[ :-]|$)/.exec(reply)?.[1];
   return classifyReply({ code: code ? Number(code) : undefined, text: reply, host });
 }
 
