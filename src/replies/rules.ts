@@ -41,14 +41,8 @@ export const BUILT_IN_RULES: ReplyRule[] = [
   {
     id: 'outlook-s3140-s3150', provider: 'outlook', match: { text: '\\bA?S3(140|150)\\b' }, class: 'reputation',
     explanation: 'Outlook.com refuses mail from this IP address: its network range is on Microsoft\'s block list.',
-    fix: 'Ask for delisting at https://sender.office.com/ (or the Outlook.com sender support form), and register the IP with Microsoft SNDS and JMRP (https://sendersupport.olc.protection.outlook.com/snds/) to see its reputation.',
-    source: 'from observed bounce texts ("...part of their network is on our block list (S3140)", e.g. https://pastebin.com/index/3Peq5x5F, https://pastebin.com/ExQUnA6B); the reply itself points to http://mail.live.com/mail/troubleshooting.aspx#errors',
-  },
-  {
-    id: 'outlook-s844', provider: 'outlook', match: { text: '\\bS844\\b' }, class: 'reputation',
-    explanation: 'Outlook.com refuses mail from this IP address because of its reputation (block list S844).',
-    fix: 'Ask for delisting at https://sender.office.com/, and register the IP with Microsoft SNDS and JMRP to watch its reputation.',
-    source: 'from observed bounce texts ("...part of their network is on our block list (S844)"), the same form as S3140',
+    fix: 'Ask for delisting at https://sender.office.com/ (Outlook.com: the sender support form http://go.microsoft.com/fwlink/?LinkID=614866), and register the IP with Microsoft SNDS and JMRP (https://postmaster.live.com/snds/) to see its reputation.',
+    source: 'from observed bounce texts ("...part of their network is on our block list (S3140)", e.g. https://pastebin.com/index/3Peq5x5F, https://pastebin.com/ExQUnA6B, https://dijitul.uk/live-outlook-hotmail-rejects-emails-550-5-7-1-s3150); the reply itself points to http://mail.live.com/mail/troubleshooting.aspx#errors; delist form and SNDS from https://www.virtbiz.com/client/index.php?rp=%2Fknowledgebase%2F71%2FOutlook-or-Hotmail-or-Microsoft-has-blocked-my-email.html and https://support.binarylane.com.au/support/solutions/articles/11000047583-emails-to-hotmail-and-outlook-are-blocked',
   },
   {
     id: 'outlook-4.7.650', provider: 'outlook', match: { enhanced: '^4\\.7\\.65[01]$' }, class: 'reputation', throttle: true,
@@ -109,14 +103,14 @@ export const BUILT_IN_RULES: ReplyRule[] = [
   {
     id: 'yahoo-tss04', provider: 'yahoo', match: { text: '\\[TSS04\\]' }, class: 'rate-limit', throttle: true,
     explanation: 'Yahoo defers mail from this IP address for now: unusual volume, or complaints from its users.',
-    fix: 'Slow down and let the relay retry; check the sending practices at https://senders.yahooinc.com/ (Sender Hub).',
-    source: 'third-party summaries of Yahoo\'s deferral codes, e.g. https://tamingdns.com/bounce-decoder/yahoo; Yahoo\'s own page is https://senders.yahooinc.com/smtp-error-codes/',
+    fix: 'Slow down and let the relay retry; read the page the reply links (help.yahoo.com/kb/postmaster) and Yahoo\'s sender best practices.',
+    source: 'from observed bounce texts ("421 4.7.0 [TSS04] Messages from IP temporarily deferred due to user complaints - 4.16.55.1; see https://help.yahoo.com/kb/postmaster/SLN3434.html", e.g. https://pastebin.com/yEw1BuRq); third-party summary https://tamingdns.com/bounce-decoder/yahoo',
   },
   {
     id: 'yahoo-ts01-03', provider: 'yahoo', match: { text: '\\[TS0[1-3]\\]' }, class: 'reputation', throttle: true,
     explanation: 'Yahoo defers mail from this IP address because of its reputation (complaints, or no sending history yet).',
-    fix: 'Slow down, send only wanted mail, and follow Yahoo\'s sender best practices at https://senders.yahooinc.com/.',
-    source: 'third-party summaries of Yahoo\'s deferral codes, e.g. https://datarecoverypanama.com/blog/deliverability-recovery/yahoo-ts01-ts02-ts03-smtp-error-fix-guide.html and http://www.smtp-error-codes.info/bounce/yahoo/bounce_421_4.7.0_TS02.php',
+    fix: 'Slow down, send only wanted mail, and follow the page the reply links (help.yahoo.com/kb/postmaster).',
+    source: 'from observed bounce texts ("421 4.7.1 [TS03] All messages from IP will be permanently deferred; Retrying will NOT succeed. See https://help.yahoo.com/kb/postmaster/SLN3436.html", https://pastebin.com/XUBwTvbV); third-party summaries https://datarecoverypanama.com/blog/deliverability-recovery/yahoo-ts01-ts02-ts03-smtp-error-fix-guide.html, http://www.smtp-error-codes.info/bounce/yahoo/bounce_421_4.7.0_TS02.php',
   },
   // --- the usual wording of throttling, kept from the former delivery/classify.ts ---
   {
