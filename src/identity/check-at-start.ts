@@ -13,19 +13,26 @@
 //    that cannot answer (timeouts, no network): the lookups are bounded by dns.timeout.
 // With delivery.smarthost set, receivers see the smarthost's identity, not this relay's: a
 // configured HELO name is only checked for its form, and nothing is looked up or warned.
+import net from 'node:net';
 import { RelayConfig } from '../config/schema';
 import { boundedResolver, Resolver } from '../dns/resolver';
 import { Logger } from '../log';
 import { judgeIdentity } from './identity-findings';
-import { examineIdentity, heloOrigin } from './sending-identity';
+import { examineIdentity, heloOrigin, localAddresses } from './sending-identity';
 import { fqdnProblem } from './helo-name';
 
 /** The relay cannot start with this identity; the message says why and what to set. */
 export class IdentityError extends Error {}
 
+/** The source address of one family and the HELO name used from it. */
+export interface SourceIdentity { family: 4 | 6; localAddress: string; heloName: string }
+
 export interface SendingIdentity {
+  /** The HELO name of the first source (IPv4 before IPv6), or the only one without a source. */
   heloName: string;
   localAddress: string | null;
+  /** One per address in delivery.localAddress, IPv4 first; empty when the OS chooses. */
+  sources: SourceIdentity[];
 }
 
 export async function establishIdentity(
@@ -41,15 +48,24 @@ export async function establishIdentity(
   }
   const smarthost = !!config.delivery.smarthost;
   const bounded = boundedResolver(resolver, Math.max(1, config.dns.timeout) * 1000);
-  const report = await examineIdentity(config, bounded, { hostname: options.hostname, lookups: !smarthost });
-  const identity = { heloName: report.heloName, localAddress: report.localAddress };
+  // Each family has its own identity: its address, its PTR, the HELO name from it.
+  const addresses = localAddresses(config);
+  const reports = await Promise.all((addresses.length ? addresses : [null]).map((localAddress) =>
+    examineIdentity(config, bounded, { hostname: options.hostname, lookups: !smarthost, localAddress })));
+  const sources = reports.filter((r) => r.localAddress).map((r) => ({
+    family: (net.isIPv6(r.localAddress!) ? 6 : 4) as 4 | 6, localAddress: r.localAddress!, heloName: r.heloName,
+  }));
+  const identity = { heloName: reports[0].heloName, localAddress: reports[0].localAddress, sources };
   if (smarthost) {
-    log.info({ helo: identity.heloName, localAddress: identity.localAddress, smarthost: config.delivery.smarthost },
+    log.info({ helo: identity.heloName, localAddress: config.delivery.localAddress || null, smarthost: config.delivery.smarthost },
       'delivering through a smarthost: receivers see its identity, so PTR and FCrDNS of this relay are not checked');
     return identity;
   }
 
-  const problems = judgeIdentity(report).filter((f) => f.status === 'warn' || f.status === 'fail' || f.status === 'error');
+  // With two families, each finding says which address it is about.
+  const problems = reports.flatMap((report) => judgeIdentity(report)
+    .filter((f) => f.status === 'warn' || f.status === 'fail' || f.status === 'error')
+    .map((f) => (reports.length > 1 ? { ...f, detail: `IPv${net.isIPv6(report.localAddress!) ? 6 : 4} ${report.localAddress}: ${f.detail}` } : f)));
   if (problems.length && config.identity.strict) {
     throw new IdentityError([
       'the sending identity is not right, and identity.strict (env RELAY_IDENTITY_STRICT) refuses to start with it:',
@@ -58,6 +74,8 @@ export async function establishIdentity(
     ].join('\n'));
   }
   for (const p of problems) log.warn({ check: p.id, fix: p.fix ?? undefined }, `sending identity: ${p.detail}${p.fix ? `; fix: ${p.fix}` : ''}`);
-  log.info({ helo: identity.heloName, from: heloOrigin(report), localAddress: identity.localAddress ?? 'chosen by the OS' }, 'sending identity');
+  for (const report of reports) {
+    log.info({ helo: report.heloName, from: heloOrigin(report), localAddress: report.localAddress ?? 'chosen by the OS' }, 'sending identity');
+  }
   return identity;
 }

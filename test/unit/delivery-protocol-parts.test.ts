@@ -73,7 +73,7 @@ test('routeDomain asks for an internationalized domain by its A-labels, whatever
     },
     addresses: async () => [{ address: '192.0.2.1', ttl: 60 }],
   } as unknown as Resolver;
-  const route = await routeDomain('Bücher.test', { resolver, mxPort: 25, smarthost: '', family: 4 });
+  const route = await routeDomain('Bücher.test', { resolver, mxPort: 25, smarthost: '', families: [4] });
   expect(asked).toEqual(['xn--bcher-kva.test']);
   expect(route).toMatchObject({ kind: 'hosts', destinations: [{ host: 'mx.xn--bcher-kva.test', ip: '192.0.2.1', priority: 10 }] });
 });
