@@ -14,6 +14,7 @@
 // With delivery.smarthost set, receivers see the smarthost's identity, not this relay's: a
 // configured HELO name is only checked for its form, and nothing is looked up or warned.
 import net from 'node:net';
+import os from 'node:os';
 import { RelayConfig } from '../config/schema';
 import { boundedResolver, Resolver } from '../dns/resolver';
 import { Logger } from '../log';
@@ -36,7 +37,8 @@ export interface SendingIdentity {
 }
 
 export async function establishIdentity(
-  config: RelayConfig, resolver: Resolver, log: Logger, options: { hostname?: string } = {},
+  config: RelayConfig, resolver: Resolver, log: Logger,
+  options: { hostname?: string; interfaces?: NodeJS.Dict<os.NetworkInterfaceInfo[]> } = {},
 ): Promise<SendingIdentity> {
   const configured = config.delivery.heloName.trim();
   const problem = configured ? fqdnProblem(configured) : null;
@@ -74,8 +76,25 @@ export async function establishIdentity(
     ].join('\n'));
   }
   for (const p of problems) log.warn({ check: p.id, fix: p.fix ?? undefined }, `sending identity: ${p.detail}${p.fix ? `; fix: ${p.fix}` : ''}`);
+  const unusedIpv6 = sources.some((s) => s.family === 6) ? null : globalIpv6(options.interfaces ?? os.networkInterfaces());
+  if (unusedIpv6) {
+    const fix = `give ${unusedIpv6} a PTR record naming a host name that resolves back to it, then add it: delivery.localAddress (env RELAY_LOCAL_ADDRESS) = ${[...addresses, unusedIpv6].join(',')}`;
+    log.warn({ check: 'identity.ipv6', fix }, sources.length
+      ? `sending identity: this host has the IPv6 address ${unusedIpv6}, but delivery.localAddress has no IPv6 address, so MX hosts with only AAAA records cannot be reached; fix: ${fix}`
+      : `sending identity: this host has the IPv6 address ${unusedIpv6}, and with no delivery.localAddress the OS may send from it; Gmail refuses IPv6 mail without a PTR (550 5.7.25); fix: ${fix}`);
+  }
   for (const report of reports) {
     log.info({ helo: report.heloName, from: heloOrigin(report), localAddress: report.localAddress ?? 'chosen by the OS' }, 'sending identity');
   }
   return identity;
+}
+
+/** A global IPv6 address of this host (not loopback, link-local fe80::/10 or unique-local fc00::/7), or null. */
+function globalIpv6(interfaces: NodeJS.Dict<os.NetworkInterfaceInfo[]>): string | null {
+  for (const list of Object.values(interfaces)) {
+    for (const i of list ?? []) {
+      if (i.family === 'IPv6' && !i.internal && !/^(fe[89ab]|f[cd])/i.test(i.address) && i.address !== '::1') return i.address;
+    }
+  }
+  return null;
 }

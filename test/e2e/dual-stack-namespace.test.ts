@@ -27,5 +27,5 @@ test('inside a private network namespace with 192.0.2.0/24 and 2001:db8::/32 on 
   });
   const output = `${run.stdout}\n${run.stderr}`;
   if (run.status !== 0) throw new Error(`the scenario in the namespace failed (exit ${run.status}, ${run.error?.message ?? ''}):\n${output}`);
-  expect(output).toMatch(/Tests:\s+6 passed, 6 total/);
+  expect(output).toMatch(/Tests:\s+(\d+) passed, \1 total/);
 }, 250_000);

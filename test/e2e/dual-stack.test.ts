@@ -148,3 +148,24 @@ test('delivery.heloName that is not the PTR name of the IPv6 address: a warning 
   expect(strict.error?.message).toMatch(/identity\.strict/);
   expect(strict.error?.message).toContain(`IPv6 ${V6}: the HELO name ${HELO4}`);
 });
+
+test('a host with a global IPv6 address and no IPv6 source configured: a warning that says what to set', async () => {
+  const warnings: { msg: string; fix?: string }[] = [];
+  const log = pino({ level: 'info' }, new Writable({
+    write(chunk, _enc, done) {
+      const line = JSON.parse(chunk.toString());
+      if (line.level === 40) warnings.push(line);
+      done();
+    },
+  }));
+  const config = loadConfig({ env: { RELAY_DNS_SERVERS: h.dns.address, RELAY_DNS_TIMEOUT: '1', RELAY_LOCAL_ADDRESS: V4, RELAY_HELO_NAME: '' } });
+  const resolver = createResolver({ servers: config.dns.servers, timeoutSeconds: config.dns.timeout });
+  const ipv6 = { address: '2001:db8::99', netmask: 'ffff:ffff:ffff:ffff::', family: 'IPv6' as const, mac: '02:00:00:00:00:01', internal: false, cidr: '2001:db8::99/64', scopeid: 0 };
+  const ula = { ...ipv6, address: 'fd00::2', cidr: 'fd00::2/64' };
+  await establishIdentity(config, resolver, log, { hostname: 'vm', interfaces: { eth0: [ula] } });
+  expect(warnings).toEqual([]);
+  await establishIdentity(config, resolver, log, { hostname: 'vm', interfaces: { eth0: [ula, ipv6] } });
+  expect(warnings).toHaveLength(1);
+  expect(warnings[0].msg).toContain('this host has the IPv6 address 2001:db8::99, but delivery.localAddress has no IPv6 address');
+  expect(warnings[0].fix).toContain(`RELAY_LOCAL_ADDRESS) = ${V4},2001:db8::99`);
+});

@@ -49,7 +49,7 @@ async function start(env: Record<string, string>, hostname = 'vm') {
   const config = loadConfig({ env: { RELAY_DNS_SERVERS: dns.address, RELAY_DNS_TIMEOUT: '1', RELAY_LOCAL_ADDRESS: IP, RELAY_HELO_NAME: HELO, ...env } });
   const resolver = createResolver({ servers: config.dns.servers, timeoutSeconds: config.dns.timeout });
   try {
-    const identity = await establishIdentity(config, resolver, log, { hostname });
+    const identity = await establishIdentity(config, resolver, log, { hostname, interfaces: {} });
     return { identity, warnings: lines.filter((l) => l.level === 40), error: null };
   } catch (err) {
     return { identity: null, warnings: lines.filter((l) => l.level === 40), error: err as Error };
