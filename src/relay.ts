@@ -1,6 +1,5 @@
 // The running relay: builds every part from the configuration and wires them in the order
 // of the flow (DESIGN.md): submission -> policy -> sign -> spool -> queue runner -> delivery.
-import net from 'node:net';
 import { acceptMessage } from './accept-message';
 import { parseDestinationLimits, RelayConfig } from './config/schema';
 import { QueueRunner } from './delivery/queue-runner';
@@ -41,7 +40,8 @@ export async function startRelay(config: RelayConfig, options: { log?: Logger } 
   }
   const resolver = createResolver({ servers: config.dns.servers, timeoutSeconds: config.dns.timeout });
   // Before anything is opened: a fatal identity problem (identity/check-at-start.ts) stops here.
-  const hostname = (await establishIdentity(config, resolver, log)).heloName;
+  const identity = await establishIdentity(config, resolver, log);
+  const hostname = identity.heloName;
   const spool = new Spool(config.dataDir);
   await spool.lock().catch((err: unknown) => {
     throw explainDataDirError(err, config.dataDir);
@@ -58,7 +58,6 @@ export async function startRelay(config: RelayConfig, options: { log?: Logger } 
   const keys = new KeyStore(config.keysDir, log);
   // every unusable key is logged now, and again whenever the store changes, not at the first message
   const keyWatch = keys.watch();
-  const localAddress = config.delivery.localAddress;
   const keyCheck = startKeyActivation(config, resolver, log);
 
   const queue = new QueueRunner({
@@ -68,9 +67,13 @@ export async function startRelay(config: RelayConfig, options: { log?: Logger } 
       resolver,
       mxPort: config.delivery.mxPort,
       smarthost: config.delivery.smarthost,
-      family: localAddress ? (net.isIPv6(localAddress) ? 6 : 4) : undefined,
+      families: identity.sources.length ? identity.sources.map((s) => s.family) : undefined,
+      preference: config.delivery.addressPreference,
     },
-    transport: { heloName: hostname, localAddress: localAddress || undefined, connectTimeoutMs: config.delivery.connectTimeout * 1000 },
+    transport: {
+      heloName: hostname, localAddress: identity.localAddress ?? undefined, sources: identity.sources,
+      connectTimeoutMs: config.delivery.connectTimeout * 1000,
+    },
     schedule: new RetrySchedule(config.delivery.retrySchedule, config.delivery.retryExpire * 1000),
     concurrency: config.delivery.concurrency,
     limits: {

@@ -85,6 +85,12 @@ convict.addFormat({
   },
 });
 convict.addFormat({
+  name: 'local-addresses',
+  validate(value: unknown) {
+    parseLocalAddresses(String(value));
+  },
+});
+convict.addFormat({
   name: 'bytes',
   validate(value: unknown) {
     if (!Number.isInteger(value) || (value as number) < 1) throw new Error(`must be a size: a number of bytes, or with a unit ${BYTE_UNITS} (for example 50M or 512K)`);
@@ -272,8 +278,15 @@ export const schema = {
     },
   },
   delivery: {
-    localAddress: { doc: 'Fixed source IP for delivery; empty: the OS chooses.', format: 'ip-or-empty', default: '', env: 'RELAY_LOCAL_ADDRESS' },
-    heloName: { doc: 'EHLO name used on delivery; empty: the host name.', format: String, default: '', env: 'RELAY_HELO_NAME' },
+    localAddress: {
+      doc: 'Fixed source IPs for delivery: one IPv4 and/or one IPv6 address, comma separated (192.0.2.25,2001:db8::25); each MX address is reached from the one of its family. Empty: the OS chooses.',
+      format: 'local-addresses', default: '', env: 'RELAY_LOCAL_ADDRESS',
+    },
+    heloName: { doc: 'EHLO name used on delivery; empty: the PTR name of the source address of each family (else the host name). When set, it must be the PTR name of every address in delivery.localAddress.', format: String, default: '', env: 'RELAY_HELO_NAME' },
+    addressPreference: {
+      doc: 'Which address family of an MX host is tried first: ipv4, ipv6, or any (the order DNS gives). The other family is tried before the next MX host.',
+      format: ['ipv4', 'ipv6', 'any'], default: 'ipv4', env: 'RELAY_ADDRESS_PREFERENCE',
+    },
     mxPort: { doc: 'Port used on the recipients\' MX hosts.', format: 'port', default: 25, env: 'RELAY_MX_PORT' },
     smarthost: { doc: 'Deliver everything to this host:port instead of the MX hosts; empty: MX delivery.', format: 'hostport-or-empty', default: '', env: 'RELAY_SMARTHOST' },
     retrySchedule: {
@@ -355,7 +368,7 @@ export type RelayConfig = {
   dataDir: string;
   signing: { unsignedPolicy: 'refuse' | 'relay'; displayNameAddresses: 'refuse' | 'allow' };
   delivery: {
-    localAddress: string; heloName: string; mxPort: number; smarthost: string;
+    localAddress: string; heloName: string; addressPreference: 'ipv4' | 'ipv6' | 'any'; mxPort: number; smarthost: string;
     retrySchedule: string; retryExpire: number; delayWarning: number;
     connectionsPerDestination: number; messagesPerConnection: number; throttlePause: number;
     destinationLimits: DestinationLimitRule[];
@@ -367,3 +380,15 @@ export type RelayConfig = {
   dns: { servers: string[]; timeout: number };
   log: { level: string };
 };
+
+/** The source addresses of delivery.localAddress by family; throws saying what is wrong. */
+export function parseLocalAddresses(value: string): { 4?: string; 6?: string } {
+  const out: { 4?: string; 6?: string } = {};
+  for (const part of value.split(',').map((p) => p.trim()).filter(Boolean)) {
+    const family = net.isIP(part);
+    if (family !== 4 && family !== 6) throw new Error(`"${part}" is not an IP address: give one IPv4 and/or one IPv6 address of this machine, comma separated (for example 192.0.2.25,2001:db8::25), or leave it empty`);
+    if (out[family]) throw new Error(`"${out[family]}" and "${part}" are both IPv${family} addresses: give at most one address of each family (for example 192.0.2.25,2001:db8::25)`);
+    out[family] = part;
+  }
+  return out;
+}

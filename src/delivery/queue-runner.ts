@@ -446,7 +446,7 @@ export class QueueRunner {
   private async openSession(site: Site, job: Job): Promise<SmtpSession | null> {
     const { log } = this.options;
     let last = { outcome: 'deferred' as Outcome, reply: 'no host tried', host: '', ip: '' };
-    for (const destination of orderForAttempt(site.destinations, this.options.random)) {
+    for (const destination of orderForAttempt(site.destinations, this.options.random, this.options.route.preference === 'any')) {
       if (this.stopped) break;
       const started = Date.now();
       const opened = await SmtpSession.open(destination, this.options.transport);

@@ -32,8 +32,10 @@ export interface RouteOptions {
   resolver: Resolver;
   mxPort: number;
   smarthost: string;
-  /** Address family of the fixed source address: only that family is reachable. */
-  family?: 4 | 6;
+  /** Families of the fixed source addresses: only these are reachable. Absent: both (the OS chooses). */
+  families?: (4 | 6)[];
+  /** Which family of a host is tried first (delivery.addressPreference); default ipv4. */
+  preference?: 'ipv4' | 'ipv6' | 'any';
 }
 
 export async function routeDomain(name: string, options: RouteOptions): Promise<Route> {
@@ -71,7 +73,9 @@ async function addressesOf(hosts: { host: string; port: number; priority?: numbe
       destinations.push({ host, ip: host, port, priority });
       continue;
     }
-    const families = ([4, 6] as const).filter((f) => options.family === undefined || options.family === f);
+    // The preferred family first: when it does not connect, the other is tried before the next host.
+    const families = (options.preference === 'ipv6' ? [6, 4] as const : [4, 6] as const)
+      .filter((f) => options.families === undefined || options.families.includes(f));
     const results = await Promise.allSettled(families.map((f) => options.resolver.addresses(host, f)));
     const found = results.flatMap((r) => (r.status === 'fulfilled' ? r.value : []));
     for (const { address, ttl: recordTtl } of found) {
@@ -90,14 +94,20 @@ async function addressesOf(hosts: { host: string; port: number; priority?: numbe
 /**
  * The destinations in the order one connection tries them: by preference, the hosts of equal
  * preference shuffled (Fisher-Yates; `random` as Math.random), each host's addresses kept
- * together in their order.
+ * together in their order (with mixFamilies, for addressPreference any: IPv6 first at random).
  */
-export function orderForAttempt(destinations: Destination[], random: () => number = Math.random): Destination[] {
+export function orderForAttempt(destinations: Destination[], random: () => number = Math.random, mixFamilies = false): Destination[] {
   const groups: Destination[][] = [];
   for (const d of destinations) {
     const group = groups.find((g) => g[0].host === d.host);
     if (group) group.push(d);
     else groups.push([d]);
+  }
+  // addressPreference any: each host's IPv6 addresses first half of the time (stable within a family).
+  if (mixFamilies) {
+    for (const g of groups) {
+      if (random() < 0.5) g.sort((a, b) => net.isIPv6(b.ip) as unknown as number - (net.isIPv6(a.ip) as unknown as number));
+    }
   }
   const out: Destination[][] = [];
   for (let i = 0; i < groups.length;) {

@@ -14,6 +14,8 @@ import { Destination } from './route';
 export interface TransportOptions {
   heloName: string;
   localAddress?: string;
+  /** Source address and HELO name per family (delivery.localAddress with both): used by the destination's family. */
+  sources?: { family: 4 | 6; localAddress: string; heloName: string }[];
   connectTimeoutMs: number;
 }
 
@@ -189,11 +191,13 @@ export class SmtpSession {
 }
 
 async function connect(destination: Destination, options: TransportOptions, plain: boolean): Promise<OpenResult & { tlsFailed?: boolean }> {
+  // Each family has its own source address and the HELO name its PTR gives.
+  const source = options.sources?.find((s) => s.family === net.isIP(destination.ip));
   const connection = new SMTPConnection({
     host: destination.ip,
     port: destination.port,
-    name: options.heloName,
-    localAddress: options.localAddress || undefined,
+    name: source?.heloName ?? options.heloName,
+    localAddress: source?.localAddress ?? (options.localAddress || undefined),
     allowInternalNetworkInterfaces: true,
     connectionTimeout: options.connectTimeoutMs,
     greetingTimeout: options.connectTimeoutMs,

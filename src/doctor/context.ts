@@ -9,6 +9,8 @@ export interface DoctorContext {
   config: RelayConfig;
   resolver: Resolver;
   identity: IdentityReport;
+  /** One report per address of delivery.localAddress (IPv4 first); [identity] with none or one. */
+  identities: IdentityReport[];
   /** Milliseconds one SPF evaluation may take in all. */
   spfTimeLimitMs: number;
 }

@@ -14,7 +14,9 @@ export function formatReport(report: DoctorReport): string {
     if (!checks.length) continue;
     if (lines.length) lines.push('');
     lines.push(domain === null
-      ? `Sending identity: ${report.identity.localAddress ?? 'source IP chosen by the OS'}, HELO ${report.identity.heloName}`
+      ? `Sending identity: ${report.identity.sources.length > 1
+        ? report.identity.sources.map((s) => `${s.localAddress} (HELO ${s.heloName})`).join(', ')
+        : `${report.identity.localAddress ?? 'source IP chosen by the OS'}, HELO ${report.identity.heloName}`}`
       : `Domain ${domain}`);
     for (const c of checks) {
       lines.push(`  ${LABEL[c.status].padEnd(5)}  ${c.id.padEnd(idWidth)}  ${c.detail}`);

@@ -6,7 +6,8 @@ import { RelayConfig } from '../config/schema';
 import { boundedResolver, createResolver, Resolver } from '../dns/resolver';
 import { domainNameProblem, normalizeDomainName } from '../dkim/dns-record';
 import { storedDomains } from '../dkim/stored-keys';
-import { examineIdentity } from '../identity/sending-identity';
+import net from 'node:net';
+import { examineIdentity, localAddresses } from '../identity/sending-identity';
 import { domainAdvice, identityAdvice } from './advice';
 import { blocklistChecks } from './blocklist-checks';
 import { Check, CHECK_STATUSES, CheckStatus, DoctorCheck } from './check';
@@ -35,7 +36,7 @@ export interface DoctorReport {
   checks: DoctorCheck[];
   summary: DoctorSummary;
   domains: string[];
-  identity: { localAddress: string | null; heloName: string };
+  identity: { localAddress: string | null; heloName: string; sources: { localAddress: string; heloName: string }[] };
 }
 
 /** Thrown for a --domain that is no domain name; the CLI turns it into a usage error. */
@@ -57,18 +58,29 @@ export async function runDoctor(config: RelayConfig, options: DoctorOptions = {}
   const progress = options.onProgress ?? (() => undefined);
 
   progress('the sending identity (PTR, HELO)');
-  const identity = await examineIdentity(config, resolver, { hostname: options.hostname });
+  // Each family has its own identity (delivery.localAddress with an IPv4 and an IPv6 address).
+  const addresses = localAddresses(config);
+  const identities = await Promise.all((addresses.length ? addresses : [null])
+    .map((localAddress) => examineIdentity(config, resolver, { hostname: options.hostname, localAddress })));
+  const identity = identities[0];
   // An SPF evaluation makes at most ~20 lookups, most of them one after the other.
-  const ctx: DoctorContext = { config, resolver, identity, spfTimeLimitMs: timeoutMs * 4 };
+  const ctx: DoctorContext = { config, resolver, identity, identities, spfTimeLimitMs: timeoutMs * 4 };
 
   const step = async (label: string, run: () => Promise<Check[]> | Check[]) => {
     progress(label);
     return run();
   };
-  const identityGroup = Promise.all([
-    step('the sending identity (FCrDNS, HELO SPF)', () => identityChecks(ctx)),
-    step('blocklists', () => blocklistChecks(ctx)),
-  ]).then((groups) => [...groups.flat(), ...identityAdvice(ctx)].map((c) => ({ domain: null, ...c })));
+  // With two families, the identity and blocklist checks run per address and say which.
+  const perAddress = identities.map((report) => {
+    const own = { ...ctx, identity: report };
+    const label = identities.length > 1 ? `IPv${net.isIPv6(report.localAddress ?? '') ? 6 : 4} ${report.localAddress}: ` : '';
+    return Promise.all([
+      step(`the sending identity ${report.localAddress ?? ''} (FCrDNS, HELO SPF)`, () => identityChecks(own)),
+      step(`blocklists ${report.localAddress ?? ''}`, () => blocklistChecks(own)),
+    ]).then((groups) => groups.flat().map((c) => ({ ...c, detail: label + c.detail })));
+  });
+  const identityGroup = Promise.all(perAddress)
+    .then((groups) => [...groups.flat(), ...identityAdvice(ctx)].map((c) => ({ domain: null, ...c })));
   const domainGroups = domains.map((domain) => Promise.all([
     step(`SPF of ${domain}`, () => spfChecks(ctx, domain)),
     step(`DKIM of ${domain}`, () => dkimChecks(ctx, domain)),
@@ -78,7 +90,10 @@ export async function runDoctor(config: RelayConfig, options: DoctorOptions = {}
 
   const checks: DoctorCheck[] = (await Promise.all([identityGroup, ...domainGroups])).flat()
     .map(({ domain, id, status, detail, fix }) => ({ domain, id, status, detail, fix }));
-  return { checks, summary: summarize(checks), domains, identity: { localAddress: identity.localAddress, heloName: identity.heloName } };
+  return { checks, summary: summarize(checks), domains, identity: {
+    localAddress: identity.localAddress, heloName: identity.heloName,
+    sources: identities.filter((r) => r.localAddress).map((r) => ({ localAddress: r.localAddress!, heloName: r.heloName })),
+  } };
 }
 
 export function summarize(checks: Check[]): DoctorSummary {

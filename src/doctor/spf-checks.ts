@@ -149,23 +149,33 @@ export async function spfChecks(ctx: DoctorContext, domain: string): Promise<Che
   const record = records[0].trim();
   const checks: Check[] = [check('spf.record', 'pass', `${domain} has one SPF record: "${record}"`)];
 
-  // The relay's IP, evaluated as a receiver would (mailauth, lazily: terms after a match do not count).
+  // The relay's IPs (one per family), evaluated as a receiver would (mailauth, lazily: terms
+  // after a match do not count); the fix adds the mechanism of every address not authorized.
   if (!ip || !mechanism) {
     checks.push(check('spf.authorizes-relay', 'info', 'not checked: delivery.localAddress is not set, so the sending IP is not known (identity.local-address)'));
   } else {
-    const result = await spf({
-      sender: `postmaster@${domain}`, ip, helo: ctx.identity.heloName, mta: 'dkim-relay-doctor',
-      resolver: mailauthResolver(ctx.resolver), maxElapsedTime: ctx.spfTimeLimitMs,
-    } as Parameters<typeof spf>[0]);
-    const status = result.status.result;
-    const fix = txtRecordLine(domain, withMechanism(record, mechanism));
-    if (status === 'pass') checks.push(check('spf.authorizes-relay', 'pass', `SPF of ${domain} authorizes ${ip} (result pass)`));
-    else if (status === 'temperror') checks.push(check('spf.authorizes-relay', 'error', `could not evaluate SPF of ${domain} for ${ip}: ${result.status.comment ?? 'DNS error'}`, DNS_FIX));
-    else if (status === 'permerror') {
-      checks.push(check('spf.authorizes-relay', 'fail', `SPF of ${domain} is broken for every receiver (permerror: ${(result.status.comment ?? '').replace(/^[^:]*: /, '')})`, fix));
-    } else {
+    const sources = ctx.identities.filter((r) => r.localAddress).map((r) => ({ ip: r.localAddress!, helo: r.heloName }));
+    const results = await Promise.all(sources.map(async (src) => {
+      const result = await spf({
+        sender: `postmaster@${domain}`, ip: src.ip, helo: src.helo, mta: 'dkim-relay-doctor',
+        resolver: mailauthResolver(ctx.resolver), maxElapsedTime: ctx.spfTimeLimitMs,
+      } as Parameters<typeof spf>[0]);
+      return { ip: src.ip, mechanism: `${net.isIPv6(src.ip) ? 'ip6' : 'ip4'}:${src.ip}`, status: result.status.result as string, comment: result.status.comment as string | undefined };
+    }));
+    const missing = results.filter((r) => r.status !== 'pass' && r.status !== 'temperror' && r.status !== 'permerror');
+    const fix = txtRecordLine(domain, missing.reduceRight((rec, r) => withMechanism(rec, r.mechanism), record));
+    const temp = results.find((r) => r.status === 'temperror');
+    const perm = results.find((r) => r.status === 'permerror');
+    if (results.every((r) => r.status === 'pass')) {
+      checks.push(check('spf.authorizes-relay', 'pass', `SPF of ${domain} authorizes ${results.map((r) => r.ip).join(' and ')} (result pass)`));
+    } else if (perm) {
+      checks.push(check('spf.authorizes-relay', 'fail', `SPF of ${domain} is broken for every receiver (permerror: ${(perm.comment ?? '').replace(/^[^:]*: /, '')})`, txtRecordLine(domain, withMechanism(record, mechanism))));
+    } else if (missing.length) {
+      const which = missing.map((r) => `${r.ip} (result ${r.status})`).join(' and ');
       checks.push(check('spf.authorizes-relay', 'fail',
-        `SPF of ${domain} does not authorize the relay's IP ${ip} (result ${status}): Gmail answers 5.7.27, WEB.DE "Reject due to SPF policy"`, fix));
+        `SPF of ${domain} does not authorize the relay's IP ${which}: Gmail answers 5.7.27, WEB.DE "Reject due to SPF policy"`, fix));
+    } else if (temp) {
+      checks.push(check('spf.authorizes-relay', 'error', `could not evaluate SPF of ${domain} for ${temp.ip}: ${temp.comment ?? 'DNS error'}`, DNS_FIX));
     }
   }
 

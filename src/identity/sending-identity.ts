@@ -3,7 +3,7 @@
 // resolves to. The start check (check-at-start.ts) and `doctor` (doctor/identity-checks.ts)
 // both judge this one report, so they never disagree about what DNS says.
 import os from 'node:os';
-import { RelayConfig } from '../config/schema';
+import { parseLocalAddresses, RelayConfig } from '../config/schema';
 import { describeDnsError, isNotFound, Resolver } from '../dns/resolver';
 import { fqdnProblem } from './helo-name';
 import { sameAddress } from './reverse-name';
@@ -58,10 +58,18 @@ export interface ExamineOptions {
   hostname?: string;
   /** Skip every lookup when the HELO name is configured (smarthost delivery, where PTR does not count). */
   lookups?: boolean;
+  /** The source address to examine (one of delivery.localAddress); default: the first given, IPv4 before IPv6. */
+  localAddress?: string | null;
+}
+
+/** The addresses of delivery.localAddress, IPv4 first. */
+export function localAddresses(config: RelayConfig): string[] {
+  const byFamily = parseLocalAddresses(config.delivery.localAddress);
+  return [byFamily[4], byFamily[6]].filter((a): a is string => !!a);
 }
 
 export async function examineIdentity(config: RelayConfig, resolver: Resolver, options: ExamineOptions = {}): Promise<IdentityReport> {
-  const localAddress = config.delivery.localAddress || null;
+  const localAddress = options.localAddress !== undefined ? options.localAddress : localAddresses(config)[0] ?? null;
   const configured = config.delivery.heloName.trim().toLowerCase().replace(/\.$/, '');
   const hostname = (options.hostname ?? os.hostname()).toLowerCase();
   const report: IdentityReport = {

@@ -318,3 +318,44 @@ describe('the doctor command', () => {
     expect(() => JSON.parse(r.stdout)).not.toThrow();
   });
 });
+
+describe('both address families (delivery.localAddress with an IPv4 and an IPv6 address)', () => {
+  const IP6 = '::1';
+  const NIBBLES = `1.${'0.'.repeat(31)}`;
+  beforeEach(() => {
+    publishPassingZone();
+    dns.set(reverseName(IP6), 'PTR', [HELO]);
+    dns.set(HELO, 'AAAA', [IP6]);
+    dns.set(HELO, 'TXT', [`v=spf1 ip4:${IP} ip6:${IP6} -all`]);
+  });
+
+  test('each family is checked; SPF names the IPv6 address it lacks and the fix adds ip6:; blocklists asked in nibble form', async () => {
+    dns.queries.length = 0;
+    const report = await doctor({ RELAY_LOCAL_ADDRESS: `${IP},${IP6}` });
+    expect(report.identity.sources).toEqual([{ localAddress: IP, heloName: HELO }, { localAddress: IP6, heloName: HELO }]);
+    expect(problems(report.checks)).toEqual([{
+      domain: DOMAIN, id: 'spf.authorizes-relay', status: 'fail',
+      fix: `${DOMAIN}. 3600 IN TXT "v=spf1 ip6:${IP6} ip4:${IP} mx ~all"`,
+    }]);
+    const spf = report.checks.find((c) => c.id === 'spf.authorizes-relay')!;
+    expect(spf.detail).toContain(`does not authorize the relay's IP ${IP6}`);
+    expect(spf.detail).not.toContain(`${IP} (`);
+    const ptrChecks = report.checks.filter((c) => c.id === 'identity.helo-ptr');
+    expect(ptrChecks.map((c) => c.detail)).toEqual([
+      expect.stringContaining(`IPv4 ${IP}: the HELO name ${HELO} is the PTR name of ${IP}`),
+      expect.stringContaining(`IPv6 ${IP6}: the HELO name ${HELO} is the PTR name of ${IP6}`),
+    ]);
+    const names = dns.queries.map((q) => q.name);
+    expect(names).toContain(`${NIBBLES}${SPAMHAUS}`);
+  });
+
+  test('an IPv6 address without PTR: identity.ptr fails for that address only', async () => {
+    dns.set(DOMAIN, 'TXT', [`v=spf1 ip4:${IP} ip6:${IP6} mx ~all`]);
+    dns.remove(reverseName(IP6));
+    const report = await doctor({ RELAY_LOCAL_ADDRESS: `${IP},${IP6}` });
+    const failing = report.checks.filter((c) => c.status === 'fail' || c.status === 'warn');
+    expect(failing.length).toBeGreaterThan(0);
+    expect(failing.every((c) => c.detail.startsWith(`IPv6 ${IP6}: `))).toBe(true);
+    expect(failing.map((c) => c.id)).toContain('identity.ptr');
+  });
+});

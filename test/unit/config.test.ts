@@ -41,7 +41,7 @@ test('lists, sizes and durations from the environment', () => {
 test.each([
   [{ RELAY_SUBMISSION_PORT: '99999' }, /setting "submission.port" \(env RELAY_SUBMISSION_PORT\).*99999/],
   [{ RELAY_TRUSTED_NETWORKS: '10.0.0/8' }, /setting "trustedNetworks" \(env RELAY_TRUSTED_NETWORKS\): "10.0.0\/8" is not an IP network/],
-  [{ RELAY_LOCAL_ADDRESS: 'relay.example' }, /setting "delivery.localAddress" \(env RELAY_LOCAL_ADDRESS\): must be an IPv4 or IPv6 address/],
+  [{ RELAY_LOCAL_ADDRESS: 'relay.example' }, /setting "delivery.localAddress" \(env RELAY_LOCAL_ADDRESS\): "relay.example" is not an IP address/],
   [{ RELAY_SMARTHOST: 'mail.example:port' }, /setting "delivery.smarthost" \(env RELAY_SMARTHOST\): "mail.example:port" is not host:port/],
   [{ RELAY_UNSIGNED_POLICY: 'maybe' }, /setting "signing.unsignedPolicy" \(env RELAY_UNSIGNED_POLICY\).*maybe/],
 ])('a bad value names the setting, the env var and the value: %j', (env, message) => {

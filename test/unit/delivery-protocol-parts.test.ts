@@ -73,7 +73,32 @@ test('routeDomain asks for an internationalized domain by its A-labels, whatever
     },
     addresses: async () => [{ address: '192.0.2.1', ttl: 60 }],
   } as unknown as Resolver;
-  const route = await routeDomain('Bücher.test', { resolver, mxPort: 25, smarthost: '', family: 4 });
+  const route = await routeDomain('Bücher.test', { resolver, mxPort: 25, smarthost: '', families: [4] });
   expect(asked).toEqual(['xn--bcher-kva.test']);
   expect(route).toMatchObject({ kind: 'hosts', destinations: [{ host: 'mx.xn--bcher-kva.test', ip: '192.0.2.1', priority: 10 }] });
+});
+
+test('addressPreference any: each host puts IPv6 first at random, keeping its addresses together', () => {
+  const route: Destination[] = [
+    { host: 'mx1', ip: '192.0.2.1', port: 25, priority: 10 }, { host: 'mx1', ip: '2001:db8::1', port: 25, priority: 10 },
+    { host: 'mx2', ip: '192.0.2.2', port: 25, priority: 20 }, { host: 'mx2', ip: '2001:db8::2', port: 25, priority: 20 },
+  ];
+  expect(orderForAttempt(route, () => 0.9, true).map((d) => d.ip)).toEqual(['192.0.2.1', '2001:db8::1', '192.0.2.2', '2001:db8::2']);
+  expect(orderForAttempt(route, () => 0.1, true).map((d) => d.ip)).toEqual(['2001:db8::1', '192.0.2.1', '2001:db8::2', '192.0.2.2']);
+  expect(orderForAttempt(route, () => 0.1).map((d) => d.ip)).toEqual(['192.0.2.1', '2001:db8::1', '192.0.2.2', '2001:db8::2']);
+});
+
+test('routeDomain: the preferred family first within a host, only configured families', async () => {
+  const resolver = {
+    mx: async () => [{ exchange: 'mx.both.test', priority: 10 }],
+    addresses: async (_name: string, family: 4 | 6) => [{ address: family === 4 ? '192.0.2.1' : '2001:db8::1', ttl: 60 }],
+  } as unknown as Resolver;
+  const ips = async (opts: object) => {
+    const r = await routeDomain('both.test', { resolver, mxPort: 25, smarthost: '', ...opts });
+    return r.kind === 'hosts' ? r.destinations.map((d) => d.ip) : r.reason;
+  };
+  expect(await ips({ families: [4, 6] })).toEqual(['192.0.2.1', '2001:db8::1']);
+  expect(await ips({ families: [4, 6], preference: 'ipv6' })).toEqual(['2001:db8::1', '192.0.2.1']);
+  expect(await ips({ families: [4], preference: 'ipv6' })).toEqual(['192.0.2.1']);
+  expect(await ips({ families: [6] })).toEqual(['2001:db8::1']);
 });
