@@ -15,7 +15,12 @@ import { unsignedReason } from './unsigned-reason';
 const RESCAN_MS = 2000;
 const DOMAIN = /^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$/;
 
-interface CacheEntry { scannedAt: number; keys: SigningKey[] }
+interface CacheEntry {
+  scannedAt: number;
+  keys: SigningKey[];
+  /** Nothing signs yet but a pending key exists: it may be activated any moment. */
+  awaitingActivation: boolean;
+}
 
 export class KeyStore {
   private readonly cache = new Map<string, CacheEntry>();
@@ -26,9 +31,9 @@ export class KeyStore {
   /** Keys that sign mail of `domain` (lower case): at most one RSA and one Ed25519. */
   signingKeys(domain: string): SigningKey[] {
     const cached = this.cache.get(domain);
-    // No key in the cache is read again at once: a key activated meanwhile (by `keys activate`
-    // or the relay's own check) must sign now, not be refused for up to RESCAN_MS.
-    if (cached && cached.keys.length && Date.now() - cached.scannedAt < RESCAN_MS) return cached.keys;
+    // A domain waiting for a pending key is read again at once: a key activated meanwhile (by
+    // `keys activate` or the relay's own check) must sign now, not be refused for RESCAN_MS.
+    if (cached && !cached.awaitingActivation && Date.now() - cached.scannedAt < RESCAN_MS) return cached.keys;
     return this.scan(domain);
   }
 
@@ -64,7 +69,8 @@ export class KeyStore {
       `${domain} has an active Ed25519 key but no active RSA key, so its mail is not signed: Gmail, Outlook and Yahoo do not verify Ed25519. ` +
       `Make and activate an RSA key: dkim-relay keygen --domain ${domain}`));
     const keys = chosen.map((k) => ({ domain, selector: k.selector, algorithm: k.algorithm!, privateKey: k.privateKey! }));
-    this.cache.set(domain, { scannedAt: Date.now(), keys });
+    const awaitingActivation = !keys.length && stored.some((k) => k.state === 'pending');
+    this.cache.set(domain, { scannedAt: Date.now(), keys, awaitingActivation });
     return keys;
   }
 
