@@ -7,47 +7,20 @@
 import { ChildProcess, execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
 import nodemailer from 'nodemailer';
 import { BIN, ensureBuilt, NODE } from '../helpers/built-cli';
-import { startDnsServer, TestDnsServer } from '../helpers/dns-server';
 import { rawMessage } from '../helpers/relay-harness';
-import { freePort, Sink, SinkMessage, startSink } from '../helpers/sink';
+import { childEnv, Setup, setupRelayFolders } from '../helpers/relay-process';
+import { Sink, SinkMessage, startSink } from '../helpers/sink';
 
 const FROM = 'app@example.org';
 
 beforeAll(ensureBuilt);
 
-interface Setup { dir: string; dns: TestDnsServer; env: Record<string, string>; port: number }
-
-async function setup(extra: Record<string, string>): Promise<Setup> {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dkim-relay-child-'));
-  const dns = await startDnsServer({ host: '127.0.0.1' });
-  const port = await freePort('127.0.0.1');
-  const env: Record<string, string> = {
-    RELAY_SUBMISSION_HOST: '127.0.0.1',
-    RELAY_SUBMISSION_PORT: String(port),
-    RELAY_KEYS_DIR: path.join(dir, 'keys'),
-    RELAY_DATA_DIR: path.join(dir, 'data'),
-    RELAY_USERS_FILE: path.join(dir, 'users.json'),
-    RELAY_LOCAL_ADDRESS: '127.0.0.2',
-    RELAY_HELO_NAME: 'relay.example.net',
-    RELAY_DNS_SERVERS: dns.address,
-    RELAY_DNS_TIMEOUT: '2',
-    RELAY_CONNECT_TIMEOUT: '3',
-    RELAY_UNSIGNED_POLICY: 'relay', // signing is tested elsewhere; here the spool and the queue are
-    RELAY_LOG_LEVEL: 'info',
-    ...extra,
-  };
-  return { dir, dns, env, port };
-}
-
-function childEnv(env: Record<string, string>): NodeJS.ProcessEnv {
-  const clean: NodeJS.ProcessEnv = {};
-  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('RELAY_')) clean[k] = v;
-  return { ...clean, ...env };
-}
+// The relay's folders and RELAY_* environment, as test/helpers/relay-process.ts makes them
+// (unsignedPolicy=relay: signing is tested elsewhere; here the spool and the queue are).
+const setup = setupRelayFolders;
 
 interface Running { child: ChildProcess; exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }> }
 
