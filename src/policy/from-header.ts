@@ -28,16 +28,27 @@ export interface Mailbox {
 /** Longer author fields are refused outright: no real From comes near (and none needs parsing at length). */
 export const MAX_FIELD_OCTETS = 4096;
 
-/** Why a field is not exactly what the strict grammar allows. */
-export class AddressSyntaxError extends Error {}
+/**
+ * Why a field is not exactly what the strict grammar allows. No stack trace: the parser throws
+ * one on the happy path too (a "Name <addr>" first tried as a bare addr-spec), and capturing a
+ * stack there cost more than parsing the whole field.
+ */
+export class AddressSyntaxError extends Error {
+  constructor(message: string) {
+    const limit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
+    super(message);
+    Error.stackTraceLimit = limit;
+  }
+}
 
-const ATEXT_ASCII = /[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]/;
+const ATEXT_ASCII = new Set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!#$%&'*+-/=?^_`{|}~");
 /** Control, format (zero-width, bidi) and separator characters, but space and tab. */
 const FORBIDDEN = /(?![ \t])[\p{Cc}\p{Cf}\p{Z}]/u;
 const LABEL = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
 const ENCODED_WORD = /=\?([^?\s]+)\?([QqBb])\?([^?\s]*)\?=/g;
 
-const isAtext = (c: string) => c.length > 0 && (c.charCodeAt(0) > 0x7f || ATEXT_ASCII.test(c));
+const isAtext = (c: string) => c.length > 0 && (c.charCodeAt(0) > 0x7f || ATEXT_ASCII.has(c));
 
 /**
  * The field's value (everything after the colon, folds included) as text: valid UTF-8,
