@@ -10,7 +10,7 @@ import { createResolver } from './dns/resolver';
 import { establishIdentity } from './identity/check-at-start';
 import { createLogger, Logger } from './log';
 import { NetworkList } from './policy/client-access';
-import { Spool } from './spool/spool';
+import { Spool, SpoolEnvelope } from './spool/spool';
 import { StartError, explainDataDirError, explainListenError } from './start-errors';
 import { AuthFailures } from './submission/auth-failures';
 import { loadRulesFile, setUserRules } from './replies/verdict';
@@ -46,11 +46,20 @@ export async function startRelay(config: RelayConfig, options: { log?: Logger } 
   await spool.lock().catch((err: unknown) => {
     throw explainDataDirError(err, config.dataDir);
   });
-  const queued = await spool.open();
+  // A start that fails from here on gives the spool back, so the same process (a test, a
+  // supervisor calling startRelay again) can start on this data dir without waiting.
+  let queued: SpoolEnvelope[];
+  let tls: ReturnType<typeof loadTlsCertificate>;
+  try {
+    queued = await spool.open();
+    tls = loadTlsCertificate(config, hostname);
+  } catch (err) {
+    await spool.unlock();
+    throw err;
+  }
   for (const file of spool.damaged) {
     log.error({ file }, 'a queued message does not match its checksum (written out of order before a crash, or damaged on disk): moved to spool-damaged/ and not sent; if the message in it is whole (the file is the message, then its envelope as JSON), submit it again');
   }
-  const tls = loadTlsCertificate(config, hostname);
   if (tls.generated) log.info({ cert: tls.path }, 'made a self-signed TLS certificate for submission');
   const users = new UserDirectory(config.usersFile, {
     onReloadError: (err) => log.error({ err: err.message }, 'users file changed but cannot be read; the previous users stay in force'),

@@ -12,6 +12,9 @@ import fs from 'node:fs';
 import nodemailer from 'nodemailer';
 import path from 'node:path';
 import os from 'node:os';
+import pino from 'pino';
+import { loadConfig } from '../../src/config/load';
+import { startRelay } from '../../src/relay';
 import { Spool } from '../../src/spool/spool';
 import { ensureBuilt } from '../helpers/built-cli';
 import { HowToRun, kill, runCli, Running, serve, Setup, setupRelayFolders, startProcess } from '../helpers/relay-process';
@@ -179,6 +182,21 @@ describe('the lock in one process', () => {
     expect(fs.readFileSync(path.join(dir, 'spool.lock'), 'utf8')).toBe(before);
     expect(await new Spool(dir).tryLock('x')).toBe(false);
     await holder.unlock();
+  });
+
+  test('a start that fails after taking the lock (a bad TLS certificate) gives it back: the next start in the same process succeeds', async () => {
+    const s2 = await setupRelayFolders({});
+    try {
+      const bad = path.join(s2.dir, 'bad.pem');
+      fs.writeFileSync(bad, 'not a certificate\n');
+      const env = { ...s2.env, RELAY_SUBMISSION_PORT: '0' };
+      await expect(startRelay(loadConfig({ env: { ...env, RELAY_TLS_CERT: bad, RELAY_TLS_KEY: bad } }), { log: pino({ level: 'silent' }) })).rejects.toThrow(/certificate|key/i);
+      const relay = await startRelay(loadConfig({ env }), { log: pino({ level: 'silent' }) });
+      await relay.close(1000);
+    } finally {
+      await s2.dns.close();
+      fs.rmSync(s2.dir, { recursive: true, force: true });
+    }
   });
 
   test("a holder's release removes only its own lock file, not a newer one", async () => {
