@@ -265,3 +265,48 @@ describe('queue show for messages that left the queue (journal of final outcomes
     expect(fs.existsSync(path.join(s.env.RELAY_DATA_DIR, 'spool', `${record.bounces[0]}.eml`))).toBe(true);
   });
 });
+
+describe('queue show for a message whose recipient expired', () => {
+  let s: Setup;
+  let relay: Running | undefined;
+  let senderMx: Sink;
+
+  beforeAll(async () => {
+    senderMx = await startSink({ host: '127.0.0.4' });
+    // retried every second, given up after 3 s; nothing listens on the recipient's MX
+    s = await setupRelayFolders({ RELAY_MX_PORT: String(senderMx.port), RELAY_RETRY_SCHEDULE: '1s', RELAY_RETRY_EXPIRE: '3s' });
+    s.dns.set('example.org', 'MX', [{ exchange: 'mx.example.org', priority: 10 }]);
+    s.dns.set('mx.example.org', 'A', ['127.0.0.4']);
+    s.dns.set('hold.test', 'MX', [{ exchange: 'mx.hold.test', priority: 10 }]);
+    s.dns.set('mx.hold.test', 'A', ['127.0.0.6']);
+    relay = await serve(s);
+  });
+
+  afterAll(async () => {
+    await kill(relay);
+    await senderMx?.close();
+    await s?.dns.close();
+    if (s) fs.rmSync(s.dir, { recursive: true, force: true });
+  });
+
+  test('expired: the relay gave up, with the last reply and its meaning, and the bounce', async () => {
+    const transport = nodemailer.createTransport({ host: '127.0.0.1', port: s.port, secure: false, ignoreTLS: true });
+    const info = await transport.sendMail({ envelope: { from: FROM, to: ['late@hold.test'] }, raw: rawMessage(FROM, 'late@hold.test') });
+    transport.close();
+    const id = /queued as ([0-9A-Z]+)$/.exec(info.response)![1];
+    const record = await until('the expired message in the journal', async () => {
+      const r = await runCli(s, ['queue', 'show', id, '--json']);
+      const parsed = r.code === 0 ? (JSON.parse(r.output) as Shown) : null;
+      return parsed?.source === 'journal' ? parsed : null;
+    }, 30000);
+    expect(record.outcome).toBe('failed');
+    const [r] = record.recipients;
+    expect(r).toMatchObject({ address: 'late@hold.test', status: 'expired', class: 'expired', host: 'mx.hold.test' });
+    expect(r.reply).toMatch(/^gave up after \d+ attempts in \d+ s: .*(ECONNREFUSED|connect)/i);
+    expect(r.explanation).toMatch(/^The relay gave up: .*delivery\.retryExpire \(RELAY_RETRY_EXPIRE\).* The last reply meant: The destination's mail server took no connection/);
+    expect(record.bounces).toHaveLength(1);
+    const text = await runCli(s, ['queue', 'show', id]);
+    expect(text.output).toMatch(/ {2}late@hold\.test {2}expired {2}attempts \d+ /);
+    expect(text.output).toContain(`bounce:      queued as ${record.bounces[0]} to ${FROM}`);
+  }, 60000);
+});
