@@ -266,7 +266,7 @@ export const schema = {
       format: 'seconds', default: 300, env: 'RELAY_KEYS_CHECK_INTERVAL',
     },
   },
-  dataDir: { doc: 'Spool and generated TLS certificate.', format: String, default: './data', env: 'RELAY_DATA_DIR' },
+  dataDir: { doc: 'Spool, journal of final outcomes and generated TLS certificate.', format: String, default: './data', env: 'RELAY_DATA_DIR' },
   signing: {
     unsignedPolicy: {
       doc: 'What to do with mail from a domain that has no DKIM key: "refuse" (550 with the keygen command) or "relay" (deliver unsigned, logged as a warning).',
