@@ -14,7 +14,7 @@ import { KeyStore } from '../dkim/key-store';
 import { heloName } from '../identity/helo-name';
 import { DELETED_REPLY, finalOutcome } from '../delivery/final-outcome';
 import { createLogger } from '../log';
-import { JournalReader, JournalRecord, JournalWriter } from '../spool/journal';
+import { JOURNAL_FLUSH_MS, JournalReader, JournalRecord, JournalWriter } from '../spool/journal';
 import { ControlReply, ControlRequest, sendControlRequest } from '../spool/control';
 import { Spool, SpoolEnvelope } from '../spool/spool';
 import { SpoolLock } from '../spool/spool-lock';
@@ -166,7 +166,15 @@ function timeOf(at: unknown): string {
 /** A message not in the queue: what the journal of final outcomes says happened to it. */
 async function showFinished(id: string, ctx: CliContext, json: boolean): Promise<number> {
   const days = ctx.config.queue.journalDays;
-  const record = await new JournalReader(ctx.config.dataDir).find(id);
+  const reader = new JournalReader(ctx.config.dataDir);
+  let record = await reader.find(id);
+  // A running relay writes the journal in batches (JOURNAL_FLUSH_MS): a message that just left
+  // the queue may not be in it yet. (Whether a relay runs is not asked: that probe would take
+  // the spool lock for a moment, and reading needs no lock.)
+  if (!record && days > 0) {
+    await new Promise((r) => setTimeout(r, 2 * JOURNAL_FLUSH_MS));
+    record = await reader.find(id);
+  }
   if (!record) {
     const kept = days > 0
       ? `the journal of final outcomes keeps messages that left the queue for ${days} day(s) (queue.journalDays, RELAY_JOURNAL_DAYS)`

@@ -6,7 +6,7 @@
 // `maxDayBytes` per file: beyond it the day's further records are dropped with one warning,
 // so a flood cannot fill the disk the spool needs.
 // Durability: informational only, the spool is the truth. Records are buffered and appended
-// in batches (every FLUSH_MS, or sooner when BATCH_BYTES are waiting) without fsync: a crash
+// in batches (every JOURNAL_FLUSH_MS, or sooner when BATCH_BYTES are waiting) without fsync: a crash
 // loses the last fraction of a second of records, and an OS crash whatever the page cache
 // held. Nothing on the delivery path waits for the journal. A record cut short by a crash is a
 // line without its end: the next write starts a new line first, and readers skip any line
@@ -81,7 +81,8 @@ export interface JournalOptions {
 }
 
 const DAY_MS = 86_400_000;
-const FLUSH_MS = 200;
+/** Longest a record waits in memory before it is written. */
+export const JOURNAL_FLUSH_MS = 200;
 const BATCH_BYTES = 256 * 1024;
 const DAY_FILE = /^(\d{4}-\d{2}-\d{2})\.jsonl$/;
 
@@ -147,7 +148,7 @@ export class JournalWriter {
     return removed;
   }
 
-  /** Queues a record; it reaches the file within FLUSH_MS. Never throws, never waits. */
+  /** Queues a record; it reaches the file within JOURNAL_FLUSH_MS. Never throws, never waits. */
   append(record: JournalRecord, now = Date.now()): void {
     if (!this.enabled) return;
     const line = JSON.stringify(record) + '\n';
@@ -158,7 +159,7 @@ export class JournalWriter {
     this.pendingBytes += Buffer.byteLength(line);
     if (this.pendingBytes >= BATCH_BYTES) void this.flush();
     else if (!this.timer) {
-      this.timer = setTimeout(() => void this.flush(), FLUSH_MS);
+      this.timer = setTimeout(() => void this.flush(), JOURNAL_FLUSH_MS);
       this.timer.unref();
     }
   }
