@@ -203,7 +203,7 @@ function finishedText(record: JournalRecord): string[] {
     ? `queued as ${record.bounces.map(p).join(', ')} to ${p(record.sender)}`
     : record.noBounce ? `none: ${p(record.noBounce)}` : 'none needed';
   return [
-    `id:          ${record.id}`,
+    `id:          ${p(record.id)}`,
     `status:      no longer queued: ${Object.hasOwn(OUTCOME_WORDS, record.outcome) ? OUTCOME_WORDS[record.outcome] : p(record.outcome)}`,
     `finished:    ${p(record.finishedAt)}`,
     `received:    ${p(record.receivedAt)} from ${p(record.client?.address ?? '?')}${record.client?.user ? ` (user ${p(record.client.user)})` : ''}`,

@@ -208,11 +208,15 @@ describe('queue show for messages that left the queue (journal of final outcomes
   });
 
   test('a message deleted by queue delete while the relay runs: deleted, with the last reply before', async () => {
-    const id = await send('held@hold.test', 'deleted one');
+    // a client's header with a terminal escape sequence (OSC: set the window title) in it
+    const id = await send('held@hold.test', 'deleted \x1b]0;pwned\x07 one');
     await until('the first attempt', async () => {
       const r = await show(id, true);
       return r.code === 0 && (JSON.parse(r.output) as { recipients: { attempts: number }[] }).recipients[0].attempts >= 1;
     });
+    const queued = await show(id);
+    expect(queued.output).toContain('  Subject: deleted \\x1b]0;pwned\\x07 one');
+    expect(queued.output).not.toMatch(/[\x00-\x08\x0b-\x1f\x7f-\x9f]/);
     expect(await runCli(s, ['queue', 'delete', id])).toMatchObject({ code: 0 });
     const record = await finished(id);
     expect(record).toMatchObject({ outcome: 'deleted', bounces: [], noBounce: 'deleted without --bounce' });
