@@ -172,8 +172,9 @@ async function showFinished(id: string, ctx: CliContext, json: boolean): Promise
   // the queue may not be in it yet. (Whether a relay runs is not asked: that probe would take
   // the spool lock for a moment, and reading needs no lock.)
   if (!record && days > 0) {
+    const asked = Date.now();
     await new Promise((r) => setTimeout(r, 2 * JOURNAL_FLUSH_MS));
-    record = await reader.find(id);
+    record = await reader.find(id, asked - 60_000); // only the newest records need a second look
   }
   if (!record) {
     const kept = days > 0

@@ -236,14 +236,17 @@ export class JournalReader {
 
   constructor(readonly dataDir: string) {}
 
-  /** The last record of message `id`, or null. Scans the days from the message's acceptance on. */
-  async find(id: string): Promise<JournalRecord | null> {
-    const accepted = acceptedAt(id);
+  /**
+   * The last record of message `id`, or null. Scans the day files from the message's
+   * acceptance (its id tells) on, or from `sinceMs` when that is later.
+   */
+  async find(id: string, sinceMs = 0): Promise<JournalRecord | null> {
+    // a message leaves the queue after it was accepted: earlier days cannot hold it (a day of slack for clocks)
+    const from = Math.max(sinceMs, (acceptedAt(id) ?? 0) - DAY_MS);
     const needle = `{"id":${JSON.stringify(id)},`;
     let found: JournalRecord | null = null;
     for (const name of await dayFiles(this.dataDir)) {
-      // a message leaves the queue after it was accepted: earlier days cannot hold it (a day of slack for clocks)
-      if (accepted !== null && dayStart(name.slice(0, 10)) + 2 * DAY_MS <= accepted) continue;
+      if (dayStart(name.slice(0, 10)) + DAY_MS <= from) continue;
       await this.scan(name, (line) => {
         if (!line.startsWith(needle)) return;
         const record = this.parse(line);
@@ -253,17 +256,25 @@ export class JournalReader {
     return found;
   }
 
-  /** The records of messages that left the queue at or after `sinceMs`, oldest first. */
-  async recent(sinceMs: number): Promise<JournalRecord[]> {
-    const out: JournalRecord[] = [];
+  /** Visits the records of messages that left the queue at or after `sinceMs`, oldest first, without keeping them. */
+  async forEach(sinceMs: number, visit: (record: JournalRecord) => void): Promise<void> {
     for (const name of await dayFiles(this.dataDir)) {
       if (dayStart(name.slice(0, 10)) + DAY_MS <= sinceMs) continue;
       await this.scan(name, (line) => {
         const record = this.parse(line);
-        if (record && Date.parse(record.finishedAt) >= sinceMs) out.push(record);
+        if (record && Date.parse(record.finishedAt) >= sinceMs) visit(record);
       });
     }
-    return out;
+  }
+
+  /** The last `limit` records of messages that left the queue at or after `sinceMs`, oldest first. */
+  async recent(sinceMs: number, limit = 1000): Promise<JournalRecord[]> {
+    const out: JournalRecord[] = [];
+    await this.forEach(sinceMs, (record) => {
+      out.push(record);
+      if (out.length >= 2 * limit) out.splice(0, out.length - limit); // amortized: no shift per record
+    });
+    return out.slice(-limit);
   }
 
   private parse(line: string): JournalRecord | null {

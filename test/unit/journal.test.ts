@@ -112,6 +112,21 @@ test('find returns the last record of an id (a message finished again after a cr
   expect((await reader.recent(t0 + 500)).map((r) => r.id)).toEqual(['B', 'A']);
   expect((await reader.recent(t0 + 2 * DAY_MS))).toEqual([]);
   expect(await reader.find('NOSUCH')).toBeNull();
+  expect(await reader.find('A', t0 + 2 * DAY_MS)).toBeNull(); // only from sinceMs on
+  expect((await reader.recent(0, 2)).map((r) => r.id)).toEqual(['B', 'A']);
+  const seen: string[] = [];
+  await reader.forEach(t0, (r) => seen.push(`${r.id}:${r.outcome}`));
+  expect(seen).toEqual(['A:failed', 'B:delivered', 'A:delivered']);
+});
+
+test('recent keeps only the last `limit` records of many', async () => {
+  const t0 = Date.parse('2026-12-01T10:00:00Z');
+  const writer = new JournalWriter(dir, { days: 3650, maxDayBytes: 1 << 30 });
+  await writer.open(t0);
+  for (let i = 0; i < 2500; i++) writer.append(record(`R${i}`, t0 + i), t0 + i);
+  await writer.close();
+  const last = await new JournalReader(dir).recent(t0, 100);
+  expect(last.map((r) => r.id)).toEqual(Array.from({ length: 100 }, (_, i) => `R${2400 + i}`));
 });
 
 test('find skips day files before the message was accepted (by its id)', async () => {
