@@ -10,6 +10,7 @@ import { createResolver } from './dns/resolver';
 import { establishIdentity } from './identity/check-at-start';
 import { createLogger, Logger } from './log';
 import { NetworkList } from './policy/client-access';
+import { JournalWriter } from './spool/journal';
 import { Spool, SpoolEnvelope } from './spool/spool';
 import { StartError, explainDataDirError, explainListenError } from './start-errors';
 import { AuthFailures } from './submission/auth-failures';
@@ -60,6 +61,13 @@ export async function startRelay(config: RelayConfig, options: { log?: Logger } 
   for (const file of spool.damaged) {
     log.error({ file }, 'a queued message does not match its checksum (written out of order before a crash, or damaged on disk): moved to spool-damaged/ and not sent; if the message in it is whole (the file is the message, then its envelope as JSON), submit it again');
   }
+  const journal = new JournalWriter(config.dataDir, {
+    days: config.queue.journalDays,
+    maxDayBytes: config.queue.journalMaxDaySize,
+    warn: (fields, message) => log.warn(fields, message),
+  });
+  // informational: a journal that cannot be opened is a warning, not a reason to stop
+  await journal.open().catch((err: Error) => log.warn({ err: err.message, dir: `${config.dataDir}/journal` }, 'the journal of final outcomes cannot be opened; queue show will not know about messages that left the queue'));
   if (tls.generated) log.info({ cert: tls.path }, 'made a self-signed TLS certificate for submission');
   const users = new UserDirectory(config.usersFile, {
     onReloadError: (err) => log.error({ err: err.message }, 'users file changed but cannot be read; the previous users stay in force'),
@@ -93,6 +101,7 @@ export async function startRelay(config: RelayConfig, options: { log?: Logger } 
     },
     bounce: { keys, heloName: hostname },
     delayWarningMs: config.delivery.delayWarning * 1000,
+    journal,
   });
   queue.start(queued);
   if (queued.length) log.info({ messages: queued.length }, 'picked up queued messages from the spool');
@@ -163,6 +172,7 @@ export async function startRelay(config: RelayConfig, options: { log?: Logger } 
     keyWatch.stop();
     await keyCheck.stop();
     await queue.stop(0);
+    await journal.close();
     await spool.unlock();
     throw explainListenError(err, config.submission);
   });
@@ -176,6 +186,7 @@ export async function startRelay(config: RelayConfig, options: { log?: Logger } 
       await submission.close();
       authFailures.close();
       await queue.stop(timeoutMs);
+      await journal.close();
       await spool.unlock();
       log.info({ queued: queue.size }, 'stopped');
       log.flush?.();

@@ -71,7 +71,9 @@ ${CONFIG_RULE}`,
 The queued messages in the spool (dataDir). Safe while the relay runs: retry and delete leave a
 request that the running relay applies within a second.
   list    id, age, sender, attempts, next attempt, each recipient's state and last reply
-  show    one message: envelope, recipients, attempt history, stored headers
+  show    one message: envelope, recipients, attempt history, stored headers; for a message
+          that has left the queue, what happened to it (delivered where and when, or why
+          not), from the journal of final outcomes (kept queue.journalDays, RELAY_JOURNAL_DAYS)
   retry   tries the queued recipients of ID (or of every message: --all) now
   delete  removes a message; --bounce sends the sender a DSN for the recipients not yet delivered
 

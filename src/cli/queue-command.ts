@@ -3,16 +3,22 @@
 // delete change the queue: while a relay holds the spool lock they are handed to it as
 // request files (<dataDir>/control/), which it applies within a second, so only one process
 // ever writes the spool; with no relay running they edit the spool themselves, under the lock.
+// show of a message no longer queued reads the journal of final outcomes (spool/journal.ts),
+// which needs no lock either. Text from outside (addresses, replies, headers) is printed
+// without its control characters (printable.ts).
 import fsp from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { queueBounce } from '../bounce/bounce';
 import { CliContext, CliError, Command, UsageError } from '../cli-context';
 import { KeyStore } from '../dkim/key-store';
 import { heloName } from '../identity/helo-name';
+import { DELETED_REPLY, finalOutcome } from '../delivery/final-outcome';
 import { createLogger } from '../log';
+import { JOURNAL_FLUSH_MS, JournalReader, JournalRecord, JournalWriter } from '../spool/journal';
 import { ControlReply, ControlRequest, sendControlRequest } from '../spool/control';
 import { Spool, SpoolEnvelope } from '../spool/spool';
 import { SpoolLock } from '../spool/spool-lock';
+import { printable, printableLines, terminalJson } from './printable';
 
 const USAGE = [
   'usage: dkim-relay queue list [--json]',
@@ -90,7 +96,7 @@ function summary(e: SpoolEnvelope) {
 async function list(spool: Spool, ctx: CliContext, json: boolean): Promise<number> {
   const envelopes = await spool.list();
   if (json) {
-    ctx.stdout.write(JSON.stringify(envelopes.map(summary), null, 2) + '\n');
+    ctx.stdout.write(terminalJson(envelopes.map(summary)) + '\n');
     return 0;
   }
   if (!envelopes.length) {
@@ -102,9 +108,9 @@ async function list(spool: Spool, ctx: CliContext, json: boolean): Promise<numbe
     const s = summary(e);
     const next = nextAttempt(e);
     const when = next === null ? '-' : next <= now ? 'now' : `in ${age(new Date(now - (next - now)).toISOString(), now)}`;
-    ctx.stdout.write(`${e.id}  ${s.age.padStart(4)}  ${e.sender || '<>'}${e.dsn ? ` (${e.dsn === 'failed' ? 'bounce' : 'delay notice'})` : ''}  attempts ${s.attempts}  next ${when}\n`);
+    ctx.stdout.write(`${e.id}  ${s.age.padStart(4)}  ${printable(e.sender) || '<>'}${e.dsn ? ` (${e.dsn === 'failed' ? 'bounce' : 'delay notice'})` : ''}  attempts ${s.attempts}  next ${when}\n`);
     for (const r of e.recipients) {
-      ctx.stdout.write(`    ${r.address}  ${r.status}  attempts ${r.attempts}${r.lastReply ? `  ${r.lastReply}` : ''}\n`);
+      ctx.stdout.write(`    ${printable(r.address)}  ${r.status}  attempts ${r.attempts}${r.lastReply ? `  ${printable(r.lastReply)}` : ''}\n`);
     }
   }
   ctx.stdout.write(`${envelopes.length} message(s)\n`);
@@ -113,7 +119,7 @@ async function list(spool: Spool, ctx: CliContext, json: boolean): Promise<numbe
 
 async function show(spool: Spool, id: string, ctx: CliContext, json: boolean): Promise<number> {
   const envelope = await spool.read(id);
-  if (!envelope) throw new CliError(`no message ${id} in the queue (${spool.queueDir}); see \`dkim-relay queue list\``);
+  if (!envelope) return showFinished(id, ctx, json);
   let headers = '';
   try {
     headers = (await spool.readHeaders(id)).toString('utf8');
@@ -121,28 +127,101 @@ async function show(spool: Spool, id: string, ctx: CliContext, json: boolean): P
     headers = '(the message file is gone: it was just delivered or deleted)\n';
   }
   if (json) {
-    ctx.stdout.write(JSON.stringify({ ...summary(envelope), client: envelope.client, signing: envelope.signing ?? null, history: envelope.history ?? [], headers }, null, 2) + '\n');
+    ctx.stdout.write(terminalJson({ ...summary(envelope), client: envelope.client, signing: envelope.signing ?? null, history: envelope.history ?? [], headers }) + '\n');
     return 0;
   }
   const s = summary(envelope);
+  const p = printable;
   const out = [
     `id:          ${envelope.id}`,
-    `received:    ${envelope.receivedAt} (${s.age} ago) from ${envelope.client.address}${envelope.client.user ? ` (user ${envelope.client.user})` : ''}`,
-    `sender:      ${envelope.sender || '<> (null sender)'}`,
+    `received:    ${envelope.receivedAt} (${s.age} ago) from ${p(envelope.client.address)}${envelope.client.user ? ` (user ${p(envelope.client.user)})` : ''}`,
+    `sender:      ${p(envelope.sender) || '<> (null sender)'}`,
     `size:        ${envelope.size} bytes`,
     `signed:      ${envelope.signing ? `${envelope.signing.domain} (${envelope.signing.selectors.join(', ')})` : 'no'}`,
     'recipients:',
-    ...envelope.recipients.map((r) => `  ${r.address}  ${r.status}  attempts ${r.attempts}` +
-      `${r.status === 'queued' ? `  next ${new Date(r.nextAttemptAt).toISOString()}` : ''}${r.lastReply ? `\n    last reply: ${r.lastReply}` : ''}`),
+    ...envelope.recipients.map((r) => `  ${p(r.address)}  ${r.status}  attempts ${r.attempts}` +
+      `${r.status === 'queued' ? `  next ${new Date(r.nextAttemptAt).toISOString()}` : ''}${r.lastReply ? `\n    last reply: ${p(r.lastReply)}` : ''}`),
     'history:',
-    ...(envelope.history?.length ? envelope.history.map((h) => `  ${new Date(h.at).toISOString()}  ${h.outcome}  ${h.recipients.join(', ')}` +
-      `${h.host ? `  ${h.host}${h.ip ? ` [${h.ip}]` : ''}` : ''}  ${h.reply}` +
-      `${h.class ? `\n    ${h.class}: ${h.explanation}${h.fix ? ` Fix: ${h.fix}` : ''}` : ''}`) : ['  (no attempt yet)']),
+    ...historyLines(envelope.history ?? []),
     'headers:',
-    headers.replace(/\r\n/g, '\n').replace(/\n$/, '').split('\n').map((l) => `  ${l}`).join('\n'),
+    printableLines(headers.replace(/\r\n/g, '\n').replace(/\n$/, '')).split('\n').map((l) => `  ${l}`).join('\n'),
   ];
   ctx.stdout.write(out.join('\n') + '\n');
   return 0;
+}
+
+function historyLines(history: { at: number; outcome: string; recipients: string[]; host?: string; ip?: string; reply: string; class?: string; explanation?: string; fix?: string }[]): string[] {
+  if (!history.length) return ['  (no attempt yet)'];
+  const p = printable;
+  return history.map((h) => `  ${timeOf(h.at)}  ${p(h.outcome)}  ${(Array.isArray(h.recipients) ? h.recipients : []).map(p).join(', ')}` +
+    `${h.host ? `  ${p(h.host)}${h.ip ? ` [${p(h.ip)}]` : ''}` : ''}  ${p(h.reply)}` +
+    `${h.class ? `\n    ${p(h.class)}: ${p(h.explanation ?? '')}${h.fix ? ` Fix: ${p(h.fix)}` : ''}` : ''}`);
+}
+
+/** An attempt's time (epoch ms) as ISO; what a damaged record holds instead, made printable. */
+function timeOf(at: unknown): string {
+  return typeof at === 'number' && Number.isFinite(at) ? new Date(at).toISOString() : printable(at);
+}
+
+/** A message not in the queue: what the journal of final outcomes says happened to it. */
+async function showFinished(id: string, ctx: CliContext, json: boolean): Promise<number> {
+  const days = ctx.config.queue.journalDays;
+  const reader = new JournalReader(ctx.config.dataDir);
+  let record = await reader.find(id);
+  // A running relay writes the journal in batches (JOURNAL_FLUSH_MS): a message that just left
+  // the queue may not be in it yet. (Whether a relay runs is not asked: that probe would take
+  // the spool lock for a moment, and reading needs no lock.)
+  if (!record && days > 0) {
+    const asked = Date.now();
+    await new Promise((r) => setTimeout(r, 2 * JOURNAL_FLUSH_MS));
+    record = await reader.find(id, asked - 60_000); // only the newest records need a second look
+  }
+  if (!record) {
+    const kept = days > 0
+      ? `the journal of final outcomes keeps messages that left the queue for ${days} day(s) (queue.journalDays, RELAY_JOURNAL_DAYS)`
+      : 'the journal of final outcomes is off (queue.journalDays = 0, RELAY_JOURNAL_DAYS), so messages that left the queue are not remembered';
+    throw new CliError(`no message ${printable(id)} in the queue (${ctx.config.dataDir}/spool) or in the journal (${ctx.config.dataDir}/journal): ` +
+      `${kept}; see \`dkim-relay queue list\` for the queued ones`);
+  }
+  if (json) {
+    ctx.stdout.write(terminalJson({ ...record, queued: false, source: 'journal' }) + '\n');
+    return 0;
+  }
+  ctx.stdout.write(finishedText(record).join('\n') + '\n');
+  return 0;
+}
+
+const OUTCOME_WORDS: Record<JournalRecord['outcome'], string> = {
+  delivered: 'delivered to every recipient',
+  failed: 'not delivered (failed)',
+  'partly-delivered': 'delivered to some recipients, not to others',
+  deleted: 'deleted from the queue by the administrator',
+};
+
+function finishedText(record: JournalRecord): string[] {
+  const p = printable;
+  const bounce = Array.isArray(record.bounces) && record.bounces.length
+    ? `queued as ${record.bounces.map(p).join(', ')} to ${p(record.sender)}`
+    : record.noBounce ? `none: ${p(record.noBounce)}` : 'none needed';
+  return [
+    `id:          ${p(record.id)}`,
+    `status:      no longer queued: ${Object.hasOwn(OUTCOME_WORDS, record.outcome) ? OUTCOME_WORDS[record.outcome] : p(record.outcome)}`,
+    `finished:    ${p(record.finishedAt)}`,
+    `received:    ${p(record.receivedAt)} from ${p(record.client?.address ?? '?')}${record.client?.user ? ` (user ${p(record.client.user)})` : ''}`,
+    `sender:      ${p(record.sender) || '<> (null sender)'}${record.dsn ? ` (a ${record.dsn === 'failed' ? 'bounce' : 'delay notice'} made by the relay)` : ''}`,
+    `size:        ${p(record.size)} bytes`,
+    'recipients:',
+    ...record.recipients.flatMap((r) => [
+      `  ${p(r.address)}  ${p(r.status)}  attempts ${p(r.attempts)}${r.at ? `  ${p(r.at)}` : ''}${r.host ? `  ${p(r.host)}${r.ip ? ` [${p(r.ip)}]` : ''}` : ''}`,
+      ...(r.reply ? [`    reply: ${p(r.reply)}`] : []),
+      ...(r.class ? [`    ${p(r.class)}: ${p(r.explanation ?? '')}${r.fix ? ` Fix: ${p(r.fix)}` : ''}`] : []),
+      ...(r.bounceId ? [`    bounce: ${p(r.bounceId)}`] : []),
+    ]),
+    `bounce:      ${bounce}`,
+    'history:',
+    ...historyLines(record.history ?? []),
+    '(from the journal of final outcomes; the message itself is no longer kept)',
+  ];
 }
 
 async function change(spool: Spool, request: ControlRequest, ctx: CliContext, json: boolean): Promise<number> {
@@ -181,16 +260,26 @@ async function changeOffline(spool: Spool, request: ControlRequest, ctx: CliCont
     }
     const envelope = await spool.read(request.id);
     if (!envelope) return { ok: false, message: `no message ${request.id} in the queue` };
+    const waiting = envelope.recipients.filter((r) => r.status === 'queued' || (r.status === 'failed' && !r.notified));
+    for (const r of envelope.recipients) {
+      if (r.status !== 'queued') continue;
+      r.status = 'failed';
+      r.lastReply = DELETED_REPLY;
+    }
     if (request.bounce) {
       await fsp.mkdir(spool.tmpDir, { recursive: true, mode: 0o700 });
-      const waiting = envelope.recipients.filter((r) => r.status === 'queued' || (r.status === 'failed' && !r.notified));
       const log = createLogger('silent');
-      await queueBounce(envelope, waiting.map((r) => ({
+      const dsn = await queueBounce(envelope, waiting.map((r) => ({
         address: r.address, action: 'failed' as const,
-        reply: r.status === 'queued' ? 'deleted from the queue by the administrator' : r.lastReply ?? 'failed',
+        reply: r.lastReply ?? 'failed',
         remoteHost: r.remoteHost, lastAttemptAt: r.lastAttemptAt,
       })), 'failed', { spool, keys: new KeyStore(ctx.config.keysDir), heloName: heloName(ctx.config), log });
+      if (dsn) for (const r of waiting) r.bounceId = dsn.id;
     }
+    // the relay is not running: this process holds the spool lock, and writes the journal line itself
+    const journal = new JournalWriter(ctx.config.dataDir, { days: ctx.config.queue.journalDays, maxDayBytes: ctx.config.queue.journalMaxDaySize });
+    journal.append(finalOutcome(envelope, true));
+    await journal.close();
     await spool.remove(envelope.id);
     return { ok: true, ids: [envelope.id], message: `message ${envelope.id} deleted${request.bounce ? ', its sender gets a bounce at the next start' : ''}` };
   } finally {

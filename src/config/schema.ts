@@ -266,7 +266,7 @@ export const schema = {
       format: 'seconds', default: 300, env: 'RELAY_KEYS_CHECK_INTERVAL',
     },
   },
-  dataDir: { doc: 'Spool and generated TLS certificate.', format: String, default: './data', env: 'RELAY_DATA_DIR' },
+  dataDir: { doc: 'Spool, journal of final outcomes and generated TLS certificate.', format: String, default: './data', env: 'RELAY_DATA_DIR' },
   signing: {
     unsignedPolicy: {
       doc: 'What to do with mail from a domain that has no DKIM key: "refuse" (550 with the keygen command) or "relay" (deliver unsigned, logged as a warning).',
@@ -326,6 +326,16 @@ export const schema = {
     // above connectionsPerDestination, so one busy destination leaves room for the others
     concurrency: { doc: 'Most delivery connections open at the same time, over all destinations.', format: 'nat', default: 50, env: 'RELAY_DELIVERY_CONCURRENCY' },
   },
+  queue: {
+    journalDays: {
+      doc: 'Days the journal of final outcomes (<dataDir>/journal/, read by `queue show` once a message has left the queue) keeps its records; 0 turns it off and removes its files.',
+      format: 'nat', default: 7, env: 'RELAY_JOURNAL_DAYS',
+    },
+    journalMaxDaySize: {
+      doc: 'Most bytes the journal writes for one day (one file per day); further outcomes of that day are not recorded (one warning).',
+      format: 'bytes', default: 256 * 1024 * 1024, env: 'RELAY_JOURNAL_MAX_DAY_SIZE',
+    },
+  },
   identity: {
     strict: {
       doc: 'Refuse to start when the sending identity is not right: no delivery.localAddress, no PTR, PTR name not the HELO name, HELO name not resolving to the address, or DNS unable to tell. Off: each problem is one warning at start.',
@@ -375,6 +385,7 @@ export type RelayConfig = {
     classifierRules: string;
     connectTimeout: number; concurrency: number;
   };
+  queue: { journalDays: number; journalMaxDaySize: number };
   identity: { strict: boolean };
   doctor: { spamhausZone: string; blocklists: string[] };
   dns: { servers: string[]; timeout: number };

@@ -19,9 +19,11 @@ import { DestinationLimitRule } from '../config/schema';
 import { Logger } from '../log';
 import { domainOf } from '../policy/sender-domains';
 import { ControlReply, ControlRequest, processControlRequests } from '../spool/control';
+import { JournalRecord } from '../spool/journal';
 import { AttemptRecord, HISTORY_LENGTH, RecipientState, Spool, SpoolEnvelope } from '../spool/spool';
 import { isThrottling, Outcome } from '../replies/outcome';
 import { verdictOf } from '../replies/verdict';
+import { finalOutcome, DELETED_REPLY } from './final-outcome';
 import { DestinationLimit, DestinationState, effectiveRules, limitFor, MemoryDestinationState } from './destination-limits';
 import { RetrySchedule } from './retry-schedule';
 import { Destination, orderForAttempt, Route, RouteCache, RouteOptions } from './route';
@@ -47,6 +49,8 @@ export interface QueueRunnerOptions {
   idleMs?: number;
   /** Random source for the order of MX hosts of equal preference (tests); Math.random. */
   random?: () => number;
+  /** Where a message that leaves the queue is recorded (spool/journal.ts); append must not wait. */
+  journal?: { append(record: JournalRecord): void };
 }
 
 interface Job {
@@ -606,7 +610,7 @@ export class QueueRunner {
       for (const r of envelope.recipients) {
         if (r.status !== 'queued') continue;
         r.status = 'failed';
-        r.lastReply = 'deleted from the queue by the administrator';
+        r.lastReply = DELETED_REPLY;
         r.notified = !deletion.bounce;
       }
       this.addHistory(envelope, { recipients: [], outcome: 'deleted', reply: deletion.bounce ? 'deleted, with a bounce' : 'deleted' });
@@ -630,6 +634,7 @@ export class QueueRunner {
     if (envelope.recipients.every((r) => r.status !== 'queued' && (r.status !== 'failed' || r.notified))) {
       this.queue.delete(envelope.id);
       this.deleteRequests.delete(envelope.id);
+      this.options.journal?.append(finalOutcome(envelope, !!deletion));
       await spool.remove(envelope.id);
       log.info({ id: envelope.id, recipients: envelope.recipients.map((r) => ({ address: r.address, status: r.status })) }, 'message done');
     } else if (changed) {
@@ -659,6 +664,7 @@ export class QueueRunner {
         ...ctx, spool: this.options.spool, log: this.options.log, expireMs: this.options.schedule.expireMs,
       });
       if (dsn) this.add(dsn);
+      if (dsn && kind === 'failed') for (const r of recipients) r.bounceId = dsn.id;
       return true;
     } catch (err) {
       this.options.log.error({ id: envelope.id, err: (err as Error).message }, 'the bounce could not be queued; it is tried again later');

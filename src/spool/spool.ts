@@ -55,6 +55,8 @@ export interface RecipientState {
   remoteHost?: string;
   /** A DSN about this recipient's failure has been queued. */
   notified?: boolean;
+  /** The id of that DSN (for the journal of final outcomes). */
+  bounceId?: string;
   /** Given up because the retry time ran out (not refused by the destination). */
   expired?: boolean;
 }

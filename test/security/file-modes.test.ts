@@ -39,7 +39,8 @@ const INTENDED: [RegExp, number, 'exact'?][] = [
   [/^etc\/$/, 0o700],
   [/^etc\/users\.json$/, 0o600],
   [/^data\/$/, 0o700],
-  [/^data\/(spool|spool-tmp|control|tls)\/$/, 0o700],
+  [/^data\/(spool|spool-tmp|control|tls|journal)\/$/, 0o700],
+  [/^data\/journal\/\d{4}-\d{2}-\d{2}\.jsonl$/, 0o600],
   [/^data\/spool\/[0-9A-Z]+\.(eml|json)(\.\d+\.tmp|\.tmp)?$/, 0o600], // a state file being rewritten too
   [/^data\/control\/[\w-]+\.(request|reply)\.json(\.\d+\.tmp)?$/, 0o600],
   [/^data\/spool\.lock$/, 0o600],
@@ -83,10 +84,12 @@ describe.each(['000', '077'])('under umask %s', (umask) => {
         await new Promise((r) => setTimeout(r, 100));
       }
       const transport = nodemailer.createTransport({ host: '127.0.0.1', port: s.port, secure: false, ignoreTLS: true });
+      let id = '';
       try {
         const info = await transport.sendMail({ envelope: { from: 'app@example.org', to: ['one@hold.test'] },
           raw: 'From: app@example.org\r\nTo: one@hold.test\r\nSubject: modes\r\nDate: Sat, 28 Nov 2026 02:00:00 +0000\r\nMessage-ID: <modes@example.org>\r\n\r\nhi\r\n' });
         expect(info.response).toMatch(/^250 /);
+        id = /queued as ([0-9A-Z]+)$/.exec(info.response)![1];
       } finally {
         transport.close();
       }
@@ -114,6 +117,17 @@ describe.each(['000', '077'])('under umask %s', (umask) => {
         expect(Object.keys(checked)).toContain(needed);
       }
       expect(relay.log()).toMatch(/"domain":"example\.org","selectors":\["s1"\],"msg":"accepted"/);
+
+      // a message that leaves the queue goes to the journal of final outcomes: its day file too
+      expect(await runCli(s, ['queue', 'delete', id], how)).toMatchObject({ code: 0 });
+      const journal = path.join(s.env.RELAY_DATA_DIR, 'journal');
+      while (!fs.readdirSync(journal).length) {
+        if (Date.now() > deadline + 30000) throw new Error(`no journal file:\n${relay.log()}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      const [day] = fs.readdirSync(journal);
+      expect(`data/journal/${day}`).toMatch(INTENDED.find(([p]) => p.test(`data/journal/${day}`))![0]);
+      expect((fs.statSync(path.join(journal, day)).mode & 0o777).toString(8)).toBe((0o600 & ~mask).toString(8));
     } finally {
       await kill(relay, 'SIGTERM');
     }
