@@ -25,7 +25,7 @@ import { verdictOf } from '../replies/verdict';
 import { DestinationLimit, DestinationState, effectiveRules, limitFor, MemoryDestinationState } from './destination-limits';
 import { RetrySchedule } from './retry-schedule';
 import { Destination, orderForAttempt, Route, RouteCache, RouteOptions } from './route';
-import { RecipientResult, SmtpSession, TransportOptions } from './transport';
+import { RecipientResult, SmtpSession, TlsRequirement, TransportOptions } from './transport';
 
 export interface QueueRunnerOptions {
   spool: Spool;
@@ -47,6 +47,11 @@ export interface QueueRunnerOptions {
   idleMs?: number;
   /** Random source for the order of MX hosts of equal preference (tests); Math.random. */
   random?: () => number;
+  /**
+   * The TLS a connection to an MX host of `domain` must reach (DANE, MTA-STS), or why the host
+   * is not to be tried now ({defer: reply}); undefined: opportunistic TLS.
+   */
+  tlsPolicy?: (destination: Destination, domain: string) => Promise<TlsRequirement | { defer: string } | undefined>;
 }
 
 interface Job {
@@ -449,15 +454,28 @@ export class QueueRunner {
     for (const destination of orderForAttempt(site.destinations, this.options.random, this.options.route.preference === 'any')) {
       if (this.stopped) break;
       const started = Date.now();
-      const opened = await SmtpSession.open(destination, this.options.transport);
+      const domain = job.domain || domainOf(job.recipients[0].address);
+      const tls = await this.options.tlsPolicy?.(destination, domain);
+      if (tls && 'defer' in tls) {
+        // the TLS policy rules this host out for now (DANE: its DNSSEC does not validate)
+        last = { outcome: 'deferred', reply: tls.defer, host: destination.host, ip: destination.ip };
+        log.info({
+          id: job.envelope.id, domain, host: destination.host, ip: destination.ip,
+          outcome: last.outcome, reply: last.reply, ...explained(last.reply, destination.host), durationMs: Date.now() - started,
+        }, 'delivery attempt');
+        continue;
+      }
+      const opened = await SmtpSession.open(destination, this.options.transport, tls);
       if ('session' in opened) {
         this.sessions.add(opened.session);
         return opened.session;
       }
-      last = { ...opened.error, host: destination.host, ip: destination.ip };
+      last = { outcome: opened.error.outcome, reply: opened.error.reply, host: destination.host, ip: destination.ip };
       log.info({
-        id: job.envelope.id, domain: job.domain || domainOf(job.recipients[0].address), host: destination.host, ip: destination.ip,
+        id: job.envelope.id, domain, host: destination.host, ip: destination.ip,
         outcome: last.outcome, reply: last.reply, ...explained(last.reply, destination.host), durationMs: Date.now() - started,
+        ...(tls ? { tlsPolicy: tls.level, tlsRequired: tls.requireTls } : {}),
+        ...(opened.error.tlsFailure ? { tlsResult: opened.error.tlsFailure.result } : {}),
       }, 'delivery attempt');
       if (isThrottling(last.reply)) break;
       // A 5xx greeting is the site's final word; anything else: next host.
@@ -499,10 +517,12 @@ export class QueueRunner {
     const durationMs = Date.now() - started;
     const { host, ip } = session.destination;
     const throttle = result.recipients.find((r) => r.outcome === 'deferred' && isThrottling(r.reply));
+    const tlsInfo = session.tlsInfo;
     for (const outcome of result.recipients) {
       log.info({
         id: envelope.id, domain, host, ip, recipient: outcome.address, outcome: outcome.outcome, reply: outcome.reply,
-        ...explained(outcome.reply, host), tls: session.tls, onConnection, durationMs,
+        ...explained(outcome.reply, host), tls: session.tls, tlsLevel: tlsInfo.level, tlsVersion: tlsInfo.version, tlsVerified: tlsInfo.verified,
+        onConnection, durationMs,
       }, 'delivery attempt');
     }
     this.applyResults(job, result.recipients, host);
