@@ -9,6 +9,7 @@
 //   unsigned TLSA that does not match, in an unsigned zone -> ignored: delivered
 //   notls    TLSA 3 1 1, the sink offers no STARTTLS       -> deferred, nothing in clear
 //   none     signed zone, no TLSA (validated NODATA)       -> delivered opportunistically
+import { runDoctor } from '../../src/doctor/run-doctor';
 import { Harness, logLines, startHarness, submit, waitForLog } from '../helpers/relay-harness';
 import { makeCertificate, tlsaData } from '../helpers/dane-certificates';
 import { DnssecDns, startDnssecDns } from '../helpers/dnssec-dns';
@@ -97,6 +98,13 @@ describe('DANE on delivery', () => {
     expect(line).toMatchObject({ level: 30, msg: expect.stringContaining(`the DNS resolver ${dns.resolver} validates DNSSEC`) });
   });
 
+  test('doctor reports that the resolver validates', async () => {
+    const report = await runDoctor(h.config, { hostname: 'vm' });
+    expect(report.checks.filter((c) => c.id === 'dane-resolver')).toEqual([
+      { domain: null, id: 'dane-resolver', status: 'pass', fix: null, detail: expect.stringContaining(`the DNS resolver ${dns.resolver} validates DNSSEC`) },
+    ]);
+  }, 60_000);
+
   test('DANE-EE 3 1 1 matching the certificate: delivered over TLS, verified by DANE', async () => {
     const line = await attempt('ee');
     expect(line).toMatchObject({ outcome: 'delivered', host: 'mx-ee.dane.test', tlsLevel: 'dane', tlsVerified: true, tlsVersion: expect.stringMatching(/^TLSv1\.[23]$/) });
@@ -155,12 +163,18 @@ describe('DANE on delivery', () => {
 });
 
 describe('DANE with a resolver that does not validate', () => {
-  test('the relay warns at start and says what to fix', async () => {
+  test('the relay warns at start and says what to fix; doctor fails the check', async () => {
     const plain = await startHarness({ RELAY_DANE: 'on' }); // the harness's own DNS server: no DNSSEC
     try {
       const line = logLines(plain).find((l) => typeof l.msg === 'string' && l.msg.startsWith('DANE is on'));
       expect(line).toMatchObject({ level: 40, msg: expect.stringContaining('does not validate DNSSEC') });
       expect(line!.msg).toContain('run a validating resolver on this machine, such as unbound listening on 127.0.0.1');
+      const report = await runDoctor(plain.config, { hostname: 'vm' });
+      expect(report.checks.filter((c) => c.id === 'dane-resolver')).toEqual([{
+        domain: null, id: 'dane-resolver', status: 'fail',
+        detail: expect.stringContaining('does not validate DNSSEC'),
+        fix: expect.stringContaining('such as unbound listening on 127.0.0.1'),
+      }]);
     } finally {
       await plain.stop();
     }
