@@ -450,7 +450,8 @@ export class QueueRunner {
    */
   private async openSession(site: Site, job: Job): Promise<SmtpSession | null> {
     const { log } = this.options;
-    let last = { outcome: 'deferred' as Outcome, reply: 'no host tried', host: '', ip: '' };
+    // tlsPolicy: the last host failed its TLS policy (DANE), it did not fail to answer
+    let last = { outcome: 'deferred' as Outcome, reply: 'no host tried', host: '', ip: '', tlsPolicy: false };
     for (const destination of orderForAttempt(site.destinations, this.options.random, this.options.route.preference === 'any')) {
       if (this.stopped) break;
       const started = Date.now();
@@ -458,7 +459,7 @@ export class QueueRunner {
       const tls = await this.options.tlsPolicy?.(destination, domain);
       if (tls && 'defer' in tls) {
         // the TLS policy rules this host out for now (DANE: its DNSSEC does not validate)
-        last = { outcome: 'deferred', reply: tls.defer, host: destination.host, ip: destination.ip };
+        last = { outcome: 'deferred', reply: tls.defer, host: destination.host, ip: destination.ip, tlsPolicy: true };
         log.info({
           id: job.envelope.id, domain, host: destination.host, ip: destination.ip,
           outcome: last.outcome, reply: last.reply, ...explained(last.reply, destination.host), durationMs: Date.now() - started,
@@ -470,7 +471,7 @@ export class QueueRunner {
         this.sessions.add(opened.session);
         return opened.session;
       }
-      last = { outcome: opened.error.outcome, reply: opened.error.reply, host: destination.host, ip: destination.ip };
+      last = { outcome: opened.error.outcome, reply: opened.error.reply, host: destination.host, ip: destination.ip, tlsPolicy: !!opened.error.tlsFailure };
       log.info({
         id: job.envelope.id, domain, host: destination.host, ip: destination.ip,
         outcome: last.outcome, reply: last.reply, ...explained(last.reply, destination.host), durationMs: Date.now() - started,
@@ -492,7 +493,7 @@ export class QueueRunner {
       for (const j of jobs) this.holdForPause(j, site);
       return null;
     }
-    if (last.outcome === 'deferred' && last.host) {
+    if (last.outcome === 'deferred' && last.host && !last.tlsPolicy) {
       const now = Date.now();
       for (const [key, down] of this.unreachable) if (now >= down.at + UNREACHABLE_MS) this.unreachable.delete(key);
       this.unreachable.set(site.key, { at: now, reply: last.reply, host: last.host, ip: last.ip });

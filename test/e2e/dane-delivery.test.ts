@@ -120,6 +120,12 @@ describe('DANE on delivery', () => {
     expect(queuedReply('bad')).toBe(line.reply);
     expect(sinks.bad.connections.length).toBeGreaterThan(0); // it was reached, then left
     expect(sinks.bad.messages).toHaveLength(0);
+    // the next message meets the same check, not a "took no connection" (the host answered)
+    await submit(h, { to: ['user@bad.dane.test'] });
+    await waitForLog(h, (l) => l.msg === 'delivery attempt' && l.domain === 'bad.dane.test' && l !== line
+      && typeof l.reply === 'string' && l.reply.startsWith('DANE: the certificate of mx-bad.dane.test'), 20_000);
+    expect(logLines(h).filter((l) => l.domain === 'bad.dane.test' && /took no connection/.test(String(l.reply)))).toEqual([]);
+    expect(sinks.bad.messages).toHaveLength(0);
   });
 
   test('DANE-TA 2 0 1 of a test CA: delivered, verified by DANE', async () => {

@@ -17,6 +17,7 @@
 import type tls from 'node:tls';
 import net from 'node:net';
 import { X509Certificate } from 'node:crypto';
+import { domainToASCII } from 'node:url';
 import { DnssecAnswer, DnssecLookup, DnsServer, format, resolverServers, trustedResolvers } from '../../dns/dnssec-lookup';
 import { describeDnsError } from '../../dns/resolver';
 import { TlsPolicyRef, TlsResultType } from '../tls-outcome';
@@ -52,10 +53,12 @@ export class Dane {
   }
 
   /** What DANE demands of a connection to `host` (an MX host of `domain`) over `family`. */
-  async forHost(host: string, domain: string, family: 4 | 6): Promise<DaneDecision> {
+  async forHost(host: string, recipientDomain: string, family: 4 | 6): Promise<DaneDecision> {
     if (this.unusable) return { kind: 'none', why: this.unusable };
     if (net.isIP(host)) return { kind: 'none', why: 'an address has no TLSA records' };
     const base = host.replace(/\.$/, '').toLowerCase();
+    // DNS knows an internationalized domain by its A-labels, as the route looked it up
+    const domain = (domainToASCII(recipientDomain.normalize('NFC')) || recipientDomain).toLowerCase();
     const tlsaName = `_${this.options.mxPort}._tcp.${base}`;
     const policy: TlsPolicyRef = { type: 'tlsa', domain: base };
     const bogus = (what: string, answer: DnssecAnswer | null, err?: unknown): DaneDecision => ({
@@ -71,7 +74,7 @@ export class Dane {
     };
 
     // 1. the MX answer (or, for an implicit MX, the domain's addresses in step 2)
-    if (base !== domain.toLowerCase()) {
+    if (base !== domain) {
       const mx = await ask(domain, 'MX');
       if ('err' in mx) return bogus(`the MX records of ${domain}`, null, mx.err);
       if (mx.answer.rcode === 'SERVFAIL') return bogus(`the MX records of ${domain}`, mx.answer);
