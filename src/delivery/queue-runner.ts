@@ -25,7 +25,7 @@ import { verdictOf } from '../replies/verdict';
 import { DestinationLimit, DestinationState, effectiveRules, limitFor, MemoryDestinationState } from './destination-limits';
 import { RetrySchedule } from './retry-schedule';
 import { Destination, orderForAttempt, Route, RouteCache, RouteOptions } from './route';
-import { RecipientResult, SmtpSession, TlsRequirement, TransportOptions } from './transport';
+import { RecipientResult, SmtpSession, TlsDeferral, TlsRequirement, TransportOptions } from './transport';
 
 export interface QueueRunnerOptions {
   spool: Spool;
@@ -51,7 +51,7 @@ export interface QueueRunnerOptions {
    * The TLS a connection to an MX host of `domain` must reach (DANE, MTA-STS), or why the host
    * is not to be tried now ({defer: reply}); undefined: opportunistic TLS.
    */
-  tlsPolicy?: (destination: Destination, domain: string) => Promise<TlsRequirement | { defer: string } | undefined>;
+  tlsPolicy?: (destination: Destination, domain: string) => Promise<TlsRequirement | TlsDeferral | undefined>;
 }
 
 interface Job {
@@ -463,6 +463,7 @@ export class QueueRunner {
         log.info({
           id: job.envelope.id, domain, host: destination.host, ip: destination.ip,
           outcome: last.outcome, reply: last.reply, ...explained(last.reply, destination.host), durationMs: Date.now() - started,
+          ...(tls.result ? { tlsResult: tls.result } : {}),
         }, 'delivery attempt');
         continue;
       }

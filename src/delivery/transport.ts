@@ -26,6 +26,9 @@ export interface TlsRequirement {
   policy?: TlsPolicyRef;
 }
 
+/** A host not to be connected to now by its TLS policy (DANE: its DNSSEC fails). defer: the reply kept. */
+export interface TlsDeferral { defer: string; result?: TlsResultType; policy?: TlsPolicyRef }
+
 /** The TLS a session reached, for the `delivery attempt` log line. */
 export interface SessionTls { level: TlsLevel; version?: string; verified: boolean }
 

@@ -142,7 +142,7 @@ describe('DANE on delivery', () => {
 
   test('a TLSA record that fails DNSSEC validation (bogus): the host is not tried, deferred with the DNSSEC reason', async () => {
     const line = await attempt('forged');
-    expect(line).toMatchObject({ outcome: 'deferred', host: 'mx-forged.dane.test', class: 'tls' });
+    expect(line).toMatchObject({ outcome: 'deferred', host: 'mx-forged.dane.test', class: 'tls', tlsResult: 'dnssec-invalid' });
     expect(line.reply).toMatch(/^DANE: the DNSSEC validation of the TLSA records _\d+\._tcp\.mx-forged\.dane\.test failed \(the resolver .* answered SERVFAIL\)/);
     expect(queuedReply('forged')).toBe(line.reply);
     expect(sinks.forged.connections).toHaveLength(0);

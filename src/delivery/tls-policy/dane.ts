@@ -21,7 +21,7 @@ import { domainToASCII } from 'node:url';
 import { DnssecAnswer, DnssecLookup, DnsServer, format, resolverServers, trustedResolvers } from '../../dns/dnssec-lookup';
 import { describeDnsError } from '../../dns/resolver';
 import { TlsPolicyRef, TlsResultType } from '../tls-outcome';
-import type { TlsRequirement } from '../transport';
+import type { TlsDeferral, TlsRequirement } from '../transport';
 import { isUsable, matchChain, presentation, TlsaRecord } from './dane-match';
 
 export type DaneDecision =
@@ -167,10 +167,10 @@ export function peerChain(socket: tls.TLSSocket): X509Certificate[] {
  * MTA-STS next to it, DANE's answer comes first for a host that has one (RFC 8461 2).
  */
 export function daneTlsPolicy(dane: Dane, log?: { debug: (obj: object, msg: string) => void }) {
-  return async (destination: { host: string; ip: string }, domain: string): Promise<TlsRequirement | { defer: string } | undefined> => {
+  return async (destination: { host: string; ip: string }, domain: string): Promise<TlsRequirement | TlsDeferral | undefined> => {
     const decision = await dane.forHost(destination.host, domain, net.isIP(destination.ip) === 6 ? 6 : 4);
     if (decision.kind === 'require') return decision.requirement;
-    if (decision.kind === 'defer') return { defer: decision.reply };
+    if (decision.kind === 'defer') return { defer: decision.reply, result: decision.result, policy: decision.policy };
     log?.debug({ host: destination.host, domain, why: decision.why }, 'DANE does not apply to this host');
     return undefined;
   };
