@@ -259,17 +259,26 @@ async function connect(destination: Destination, options: TransportOptions, plai
     const e = err as { code?: string; responseCode?: number };
     const tlsFailed = e.code === 'ETLS' || (!connection.secure && /TLS|SSL|handshake/i.test(describeError(err)) && e.responseCode === undefined);
     connection.close();
-    if (requireTls && (tlsFailed || !connection.secure)) {
+    // a server without EHLO cannot do STARTTLS: nodemailer says so with the 5xx to EHLO
+    const noEhlo = requireTls && /does not support required STARTTLS/.test(describeError(err));
+    if (requireTls && (tlsFailed || noEhlo)) {
       // required TLS is never given up for plain text; a 5xx to STARTTLS is no reason to bounce
-      const noStarttls = e.code === 'ETLS' && e.responseCode !== undefined;
+      const noStarttls = noEhlo || (e.code === 'ETLS' && e.responseCode !== undefined);
       const reason = noStarttls
-        ? `${requirement!.level === 'dane' ? 'DANE' : requirement!.level === 'sts' ? 'MTA-STS' : 'the TLS policy'} requires TLS, but ${destination.host} refused STARTTLS (${describeError(err)})`
-        : `${requirement!.level === 'dane' ? 'DANE' : requirement!.level === 'sts' ? 'MTA-STS' : 'the TLS policy'} requires TLS, but the TLS handshake with ${destination.host} failed (${describeError(err)})`;
+        ? `${policyName(requirement!)} requires TLS, but ${destination.host} refused STARTTLS (${describeError(err)})`
+        : `${policyName(requirement!)} requires TLS, but the TLS handshake with ${destination.host} failed (${describeError(err)})`;
       const tlsFailure = { result: (noStarttls ? 'starttls-not-supported' : 'validation-failure') as TlsResultType, reason };
       return { tlsFailed, error: { outcome: 'deferred', reply: reason, tlsFailure } };
     }
     return { tlsFailed, error: { outcome: classifyError(err), reply: describeError(err) } };
   }
+}
+
+/** Who requires TLS, for a reply text: "DANE", "MTA-STS". */
+function policyName(requirement: TlsRequirement): string {
+  if (requirement.level === 'dane' || requirement.policy?.type === 'tlsa') return 'DANE';
+  if (requirement.level === 'sts' || requirement.policy?.type === 'sts') return 'MTA-STS';
+  return 'the TLS policy';
 }
 
 /** Why a connection does not meet its requirement, or null when it does. */

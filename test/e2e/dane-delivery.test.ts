@@ -9,6 +9,7 @@
 //   unsigned TLSA that does not match, in an unsigned zone -> ignored: delivered
 //   notls    TLSA 3 1 1, the sink offers no STARTTLS       -> deferred, nothing in clear
 //   none     signed zone, no TLSA (validated NODATA)       -> delivered opportunistically
+//   down     TLSA 3 1 1, nothing listens on the host        -> deferred as unreachable, not as TLS
 import { runDoctor } from '../../src/doctor/run-doctor';
 import { Harness, logLines, startHarness, submit, waitForLog } from '../helpers/relay-harness';
 import { makeCertificate, tlsaData } from '../helpers/dane-certificates';
@@ -21,13 +22,13 @@ const eeCert = makeCertificate({ names: ['some-other-name.example'] }); // DANE-
 const stranger = makeCertificate({ names: ['mx-bad.dane.test'] });
 
 const HOSTS = {
-  ee: '127.0.0.3', bad: '127.0.0.4', ta: '127.0.0.5', pkix: '127.0.0.6', forged: '127.0.0.7', unsigned: '127.0.0.8', notls: '127.0.0.10', none: '127.0.0.11',
+  ee: '127.0.0.3', bad: '127.0.0.4', ta: '127.0.0.5', pkix: '127.0.0.6', forged: '127.0.0.7', unsigned: '127.0.0.8', notls: '127.0.0.10', none: '127.0.0.11', down: '127.0.0.12',
 } as const;
 type Case = keyof typeof HOSTS;
 
 let dns: DnssecDns;
 let h: Harness;
-const sinks = {} as Record<Case, Sink>;
+const sinks = {} as Record<Exclude<Case, 'down'>, Sink>;
 
 beforeAll(async () => {
   sinks.ee = await startSink({ host: HOSTS.ee, certificate: { key: eeCert.key, cert: eeCert.chain } });
@@ -54,6 +55,7 @@ beforeAll(async () => {
         ...mx('forged'), ...tlsa('mx-forged.dane.test', `3 1 1 ${tlsaData(eeCert, 1, 1)}`),
         ...mx('notls'), ...tlsa('mx-notls.dane.test', `3 1 1 ${tlsaData(eeCert, 1, 1)}`),
         ...mx('none'),
+        ...mx('down'), ...tlsa('mx-down.dane.test', `3 1 1 ${tlsaData(eeCert, 1, 1)}`),
       ],
       forge: [`_${port}._tcp.mx-forged.dane.test`],
     },
@@ -159,6 +161,13 @@ describe('DANE on delivery', () => {
     expect(line).toMatchObject({ outcome: 'deferred', host: 'mx-notls.dane.test', tlsResult: 'starttls-not-supported', class: 'tls' });
     expect(line.reply).toMatch(/^DANE requires TLS, but mx-notls\.dane\.test refused STARTTLS/);
     expect(sinks.notls.messages).toHaveLength(0);
+  });
+
+  test('an MX host with TLSA records that takes no connection: deferred as unreachable, not as a TLS failure', async () => {
+    const line = await attempt('down');
+    expect(line).toMatchObject({ outcome: 'deferred', host: 'mx-down.dane.test', class: 'connect', tlsPolicy: 'dane', tlsRequired: true });
+    expect(line.reply).toMatch(/ECONNREFUSED/);
+    expect(line.tlsResult).toBeUndefined();
   });
 
   test('a signed zone without TLSA records for the host: delivered opportunistically', async () => {
