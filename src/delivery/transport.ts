@@ -16,7 +16,8 @@ import { TlsLevel, TlsPolicyRef, TlsResultType } from './tls-outcome';
 /**
  * What one connection must achieve in TLS (DANE, MTA-STS); without one, TLS is opportunistic.
  * requireTls: no STARTTLS, a failed handshake or a failed verify ends the attempt (never
- * plain text). verify: judges the certificate once the handshake is done.
+ * plain text). verify: judges the certificate once STARTTLS and the EHLO after it are done,
+ * before any MAIL FROM; a failure closes the connection.
  */
 export interface TlsRequirement {
   level: 'opportunistic' | 'sts' | 'dane';
@@ -284,12 +285,12 @@ function policyName(requirement: TlsRequirement): string {
 /** Why a connection does not meet its requirement, or null when it does. */
 function checkRequirement(connection: SMTPConnection, requirement: TlsRequirement, host: string): { result: TlsResultType; reason: string } | null {
   if (requirement.requireTls && !connection.secure) {
-    return { result: 'starttls-not-supported', reason: `TLS is required for ${host}, but the session is not encrypted` };
+    return { result: 'starttls-not-supported', reason: `${policyName(requirement)} requires TLS, but the session with ${host} is not encrypted` };
   }
   if (!requirement.verify) return null;
   const socket = (connection as unknown as { _socket?: tls.TLSSocket })._socket;
   if (!socket || typeof socket.getPeerCertificate !== 'function') {
-    return { result: 'validation-failure', reason: `the certificate of ${host} could not be read` };
+    return { result: 'validation-failure', reason: `${policyName(requirement)}: the certificate of ${host} could not be read` };
   }
   const verdict = requirement.verify(socket);
   return verdict.ok ? null : { result: verdict.result, reason: verdict.reason };
