@@ -4,6 +4,7 @@ import { acceptMessage } from './accept-message';
 import { parseDestinationLimits, RelayConfig } from './config/schema';
 import { QueueRunner } from './delivery/queue-runner';
 import { RetrySchedule } from './delivery/retry-schedule';
+import { startDane } from './delivery/tls-policy/dane-at-start';
 import { activatePublishedKeys } from './dkim/key-lifecycle';
 import { KeyStore } from './dkim/key-store';
 import { createResolver } from './dns/resolver';
@@ -76,6 +77,8 @@ export async function startRelay(config: RelayConfig, options: { log?: Logger } 
   // every unusable key is logged now, and again whenever the store changes, not at the first message
   const keyWatch = keys.watch();
   const keyCheck = startKeyActivation(config, resolver, log);
+  // DANE (delivery.dane): the resolver is checked and the verdict logged before delivery starts
+  const tlsPolicy = await startDane(config, log);
 
   const queue = new QueueRunner({
     spool,
@@ -102,6 +105,7 @@ export async function startRelay(config: RelayConfig, options: { log?: Logger } 
     bounce: { keys, heloName: hostname },
     delayWarningMs: config.delivery.delayWarning * 1000,
     journal,
+    tlsPolicy,
   });
   queue.start(queued);
   if (queued.length) log.info({ messages: queued.length }, 'picked up queued messages from the spool');

@@ -73,6 +73,19 @@ convict.addFormat({
   },
 });
 convict.addFormat({
+  // a switch: on/off (also true/false, yes/no, 1/0) in the environment, a boolean in a file
+  name: 'on-off',
+  validate(value: unknown) {
+    if (typeof value !== 'boolean') throw new Error(`must be on or off, not "${String(value)}"`);
+  },
+  coerce: (value: string) => {
+    const v = String(value).trim().toLowerCase();
+    if (['on', 'true', 'yes', '1'].includes(v)) return true;
+    if (['off', 'false', 'no', '0'].includes(v)) return false;
+    return value;
+  },
+});
+convict.addFormat({
   name: 'hostport-or-empty',
   validate(value: unknown) {
     if (value !== '') parseHostPort(String(value));
@@ -323,6 +336,10 @@ export const schema = {
       format: String, default: '', env: 'RELAY_CLASSIFIER_RULES',
     },
     connectTimeout: { doc: 'Time to wait for an MX to answer.', format: 'seconds', default: 30, env: 'RELAY_CONNECT_TIMEOUT' },
+    dane: {
+      doc: 'DANE (RFC 7672): an MX host with DNSSEC-signed TLSA records gets mail only over TLS with a certificate that matches them. Needs a DNSSEC-validating resolver on this machine (dns.servers on 127.0.0.1 or ::1, such as unbound).',
+      format: 'on-off', default: false, env: 'RELAY_DANE',
+    },
     // above connectionsPerDestination, so one busy destination leaves room for the others
     concurrency: { doc: 'Most delivery connections open at the same time, over all destinations.', format: 'nat', default: 50, env: 'RELAY_DELIVERY_CONCURRENCY' },
   },
@@ -383,7 +400,7 @@ export type RelayConfig = {
     connectionsPerDestination: number; messagesPerConnection: number; throttlePause: number;
     destinationLimits: DestinationLimitRule[];
     classifierRules: string;
-    connectTimeout: number; concurrency: number;
+    connectTimeout: number; concurrency: number; dane: boolean;
   };
   queue: { journalDays: number; journalMaxDaySize: number };
   identity: { strict: boolean };

@@ -27,7 +27,7 @@ import { finalOutcome, DELETED_REPLY } from './final-outcome';
 import { DestinationLimit, DestinationState, effectiveRules, limitFor, MemoryDestinationState } from './destination-limits';
 import { RetrySchedule } from './retry-schedule';
 import { Destination, orderForAttempt, Route, RouteCache, RouteOptions } from './route';
-import { RecipientResult, SmtpSession, TransportOptions } from './transport';
+import { RecipientResult, SmtpSession, TlsDeferral, TlsRequirement, TransportOptions } from './transport';
 
 export interface QueueRunnerOptions {
   spool: Spool;
@@ -51,6 +51,11 @@ export interface QueueRunnerOptions {
   random?: () => number;
   /** Where a message that leaves the queue is recorded (spool/journal.ts); append must not wait. */
   journal?: { append(record: JournalRecord): void };
+  /**
+   * The TLS a connection to an MX host of `domain` must reach (DANE, MTA-STS), or why the host
+   * is not to be tried now ({defer: reply}); undefined: opportunistic TLS.
+   */
+  tlsPolicy?: (destination: Destination, domain: string) => Promise<TlsRequirement | TlsDeferral | undefined>;
 }
 
 interface Job {
@@ -449,19 +454,34 @@ export class QueueRunner {
    */
   private async openSession(site: Site, job: Job): Promise<SmtpSession | null> {
     const { log } = this.options;
-    let last = { outcome: 'deferred' as Outcome, reply: 'no host tried', host: '', ip: '' };
+    // tlsPolicy: the last host failed its TLS policy (DANE), it did not fail to answer
+    let last = { outcome: 'deferred' as Outcome, reply: 'no host tried', host: '', ip: '', tlsPolicy: false };
     for (const destination of orderForAttempt(site.destinations, this.options.random, this.options.route.preference === 'any')) {
       if (this.stopped) break;
       const started = Date.now();
-      const opened = await SmtpSession.open(destination, this.options.transport);
+      const domain = job.domain || domainOf(job.recipients[0].address);
+      const tls = await this.options.tlsPolicy?.(destination, domain);
+      if (tls && 'defer' in tls) {
+        // the TLS policy rules this host out for now (DANE: its DNSSEC does not validate)
+        last = { outcome: 'deferred', reply: tls.defer, host: destination.host, ip: destination.ip, tlsPolicy: true };
+        log.info({
+          id: job.envelope.id, domain, host: destination.host, ip: destination.ip,
+          outcome: last.outcome, reply: last.reply, ...explained(last.reply, destination.host), durationMs: Date.now() - started,
+          ...(tls.result ? { tlsResult: tls.result } : {}),
+        }, 'delivery attempt');
+        continue;
+      }
+      const opened = await SmtpSession.open(destination, this.options.transport, tls);
       if ('session' in opened) {
         this.sessions.add(opened.session);
         return opened.session;
       }
-      last = { ...opened.error, host: destination.host, ip: destination.ip };
+      last = { outcome: opened.error.outcome, reply: opened.error.reply, host: destination.host, ip: destination.ip, tlsPolicy: !!opened.error.tlsFailure };
       log.info({
-        id: job.envelope.id, domain: job.domain || domainOf(job.recipients[0].address), host: destination.host, ip: destination.ip,
+        id: job.envelope.id, domain, host: destination.host, ip: destination.ip,
         outcome: last.outcome, reply: last.reply, ...explained(last.reply, destination.host), durationMs: Date.now() - started,
+        ...(tls ? { tlsPolicy: tls.level, tlsRequired: tls.requireTls } : {}),
+        ...(opened.error.tlsFailure ? { tlsResult: opened.error.tlsFailure.result } : {}),
       }, 'delivery attempt');
       if (isThrottling(last.reply)) break;
       // A 5xx greeting is the site's final word; anything else: next host.
@@ -478,7 +498,7 @@ export class QueueRunner {
       for (const j of jobs) this.holdForPause(j, site);
       return null;
     }
-    if (last.outcome === 'deferred' && last.host) {
+    if (last.outcome === 'deferred' && last.host && !last.tlsPolicy) {
       const now = Date.now();
       for (const [key, down] of this.unreachable) if (now >= down.at + UNREACHABLE_MS) this.unreachable.delete(key);
       this.unreachable.set(site.key, { at: now, reply: last.reply, host: last.host, ip: last.ip });
@@ -503,10 +523,12 @@ export class QueueRunner {
     const durationMs = Date.now() - started;
     const { host, ip } = session.destination;
     const throttle = result.recipients.find((r) => r.outcome === 'deferred' && isThrottling(r.reply));
+    const tlsInfo = session.tlsInfo;
     for (const outcome of result.recipients) {
       log.info({
         id: envelope.id, domain, host, ip, recipient: outcome.address, outcome: outcome.outcome, reply: outcome.reply,
-        ...explained(outcome.reply, host), tls: session.tls, onConnection, durationMs,
+        ...explained(outcome.reply, host), tls: session.tls, tlsLevel: tlsInfo.level, tlsVersion: tlsInfo.version, tlsVerified: tlsInfo.verified,
+        onConnection, durationMs,
       }, 'delivery attempt');
     }
     this.applyResults(job, result.recipients, host);

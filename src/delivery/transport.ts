@@ -6,10 +6,32 @@
 // what the big providers want instead of a connection per message.
 import net from 'node:net';
 import { Readable } from 'node:stream';
+import type tls from 'node:tls';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import { outcomeOfError as classifyError, outcomeOfCode as classifyReply, describeError, Outcome } from '../replies/outcome';
 import './dot-stuffing-fast-path';
 import { Destination } from './route';
+import { TlsLevel, TlsPolicyRef, TlsResultType } from './tls-outcome';
+
+/**
+ * What one connection must achieve in TLS (DANE, MTA-STS); without one, TLS is opportunistic.
+ * requireTls: no STARTTLS, a failed handshake or a failed verify ends the attempt (never
+ * plain text). verify: judges the certificate once STARTTLS and the EHLO after it are done,
+ * before any MAIL FROM; a failure closes the connection.
+ */
+export interface TlsRequirement {
+  level: 'opportunistic' | 'sts' | 'dane';
+  requireTls: boolean;
+  verify?: (socket: tls.TLSSocket) => { ok: true } | { ok: false; result: TlsResultType; reason: string };
+  /** The policy behind it (RFC 8460 policy), for logs and TLS reports. */
+  policy?: TlsPolicyRef;
+}
+
+/** A host not to be connected to now by its TLS policy (DANE: its DNSSEC fails). defer: the reply kept. */
+export interface TlsDeferral { defer: string; result?: TlsResultType; policy?: TlsPolicyRef }
+
+/** The TLS a session reached, for the `delivery attempt` log line. */
+export interface SessionTls { level: TlsLevel; version?: string; verified: boolean }
 
 export interface TransportOptions {
   heloName: string;
@@ -29,12 +51,13 @@ export interface SendResult {
 
 export type OpenResult =
   | { session: SmtpSession }
-  | { error: { outcome: Outcome; reply: string } };
+  /** tlsFailure: the connection did not meet its TlsRequirement */
+  | { error: { outcome: Outcome; reply: string; tlsFailure?: { result: TlsResultType; reason: string } } };
 
 export class SmtpSession {
   private closed = false;
 
-  private constructor(readonly destination: Destination, private readonly connection: SMTPConnection) {
+  private constructor(readonly destination: Destination, private readonly connection: SMTPConnection, private readonly requirement?: TlsRequirement) {
     connection.on('error', () => undefined); // reported through the callbacks of send()
     connection.once('end', () => {
       this.closed = true;
@@ -45,14 +68,26 @@ export class SmtpSession {
     return this.connection.secure;
   }
 
+  /** The TLS level reached: the requirement's when it was met (verified), else opportunistic or none. */
+  get tlsInfo(): SessionTls {
+    if (!this.connection.secure) return { level: 'none', verified: false };
+    const socket = (this.connection as unknown as { _socket?: tls.TLSSocket })._socket;
+    const version = socket?.getProtocol?.() ?? undefined;
+    const verified = !!this.requirement?.verify; // a session with a verify exists only when it passed
+    return { level: verified ? this.requirement!.level : 'opportunistic', version, verified };
+  }
+
   get usable(): boolean {
     return !this.closed;
   }
 
-  /** Connects and says EHLO (STARTTLS when offered, in clear when the handshake fails). */
-  static async open(destination: Destination, options: TransportOptions): Promise<OpenResult> {
-    const first = await connect(destination, options, false);
-    if ('error' in first && first.tlsFailed) return connect(destination, options, true);
+  /**
+   * Connects and says EHLO (STARTTLS when offered, in clear when the handshake fails). With a
+   * requirement that needs TLS: STARTTLS or nothing, and the certificate verified.
+   */
+  static async open(destination: Destination, options: TransportOptions, requirement?: TlsRequirement): Promise<OpenResult> {
+    const first = await connect(destination, options, false, requirement);
+    if ('error' in first && first.tlsFailed && !requirement?.requireTls) return connect(destination, options, true);
     return first;
   }
 
@@ -185,12 +220,13 @@ export class SmtpSession {
   }
 
   /** @internal */
-  static wrap(destination: Destination, connection: SMTPConnection): SmtpSession {
-    return new SmtpSession(destination, connection);
+  static wrap(destination: Destination, connection: SMTPConnection, requirement?: TlsRequirement): SmtpSession {
+    return new SmtpSession(destination, connection, requirement);
   }
 }
 
-async function connect(destination: Destination, options: TransportOptions, plain: boolean): Promise<OpenResult & { tlsFailed?: boolean }> {
+async function connect(destination: Destination, options: TransportOptions, plain: boolean, requirement?: TlsRequirement): Promise<OpenResult & { tlsFailed?: boolean }> {
+  const requireTls = !!requirement?.requireTls;
   // Each family has its own source address and the HELO name its PTR gives.
   const source = options.sources?.find((s) => s.family === net.isIP(destination.ip));
   const connection = new SMTPConnection({
@@ -202,8 +238,9 @@ async function connect(destination: Destination, options: TransportOptions, plai
     connectionTimeout: options.connectTimeoutMs,
     greetingTimeout: options.connectTimeoutMs,
     socketTimeout: 10 * 60 * 1000,
-    opportunisticTLS: !plain,
+    opportunisticTLS: !plain && !requireTls,
     ignoreTLS: plain,
+    requireTLS: requireTls,
     // SNI takes a host name only (RFC 6066): none when the destination was given as an IP
     tls: { rejectUnauthorized: false, servername: net.isIP(destination.host) ? undefined : destination.host },
   });
@@ -213,13 +250,50 @@ async function connect(destination: Destination, options: TransportOptions, plai
       connection.connect((err?: Error) => (err ? reject(err) : resolve()));
     });
     connection.removeAllListeners('error');
-    return { session: SmtpSession.wrap(destination, connection) };
+    const failure = requirement && checkRequirement(connection, requirement, destination.host);
+    if (failure) {
+      connection.close();
+      return { error: { outcome: 'deferred', reply: failure.reason, tlsFailure: failure } };
+    }
+    return { session: SmtpSession.wrap(destination, connection, requirement) };
   } catch (err) {
     const e = err as { code?: string; responseCode?: number };
     const tlsFailed = e.code === 'ETLS' || (!connection.secure && /TLS|SSL|handshake/i.test(describeError(err)) && e.responseCode === undefined);
     connection.close();
+    // a server without EHLO cannot do STARTTLS: nodemailer says so with the 5xx to EHLO
+    const noEhlo = requireTls && /does not support required STARTTLS/.test(describeError(err));
+    if (requireTls && (tlsFailed || noEhlo)) {
+      // required TLS is never given up for plain text; a 5xx to STARTTLS is no reason to bounce
+      const noStarttls = noEhlo || (e.code === 'ETLS' && e.responseCode !== undefined);
+      const reason = noStarttls
+        ? `${policyName(requirement!)} requires TLS, but ${destination.host} refused STARTTLS (${describeError(err)})`
+        : `${policyName(requirement!)} requires TLS, but the TLS handshake with ${destination.host} failed (${describeError(err)})`;
+      const tlsFailure = { result: (noStarttls ? 'starttls-not-supported' : 'validation-failure') as TlsResultType, reason };
+      return { tlsFailed, error: { outcome: 'deferred', reply: reason, tlsFailure } };
+    }
     return { tlsFailed, error: { outcome: classifyError(err), reply: describeError(err) } };
   }
+}
+
+/** Who requires TLS, for a reply text: "DANE", "MTA-STS". */
+function policyName(requirement: TlsRequirement): string {
+  if (requirement.level === 'dane' || requirement.policy?.type === 'tlsa') return 'DANE';
+  if (requirement.level === 'sts' || requirement.policy?.type === 'sts') return 'MTA-STS';
+  return 'the TLS policy';
+}
+
+/** Why a connection does not meet its requirement, or null when it does. */
+function checkRequirement(connection: SMTPConnection, requirement: TlsRequirement, host: string): { result: TlsResultType; reason: string } | null {
+  if (requirement.requireTls && !connection.secure) {
+    return { result: 'starttls-not-supported', reason: `${policyName(requirement)} requires TLS, but the session with ${host} is not encrypted` };
+  }
+  if (!requirement.verify) return null;
+  const socket = (connection as unknown as { _socket?: tls.TLSSocket })._socket;
+  if (!socket || typeof socket.getPeerCertificate !== 'function') {
+    return { result: 'validation-failure', reason: `${policyName(requirement)}: the certificate of ${host} could not be read` };
+  }
+  const verdict = requirement.verify(socket);
+  return verdict.ok ? null : { result: verdict.result, reason: verdict.reason };
 }
 
 /** An address with a non-ASCII character needs SMTPUTF8 on the way (RFC 6531). */

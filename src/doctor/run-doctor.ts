@@ -12,6 +12,7 @@ import { domainAdvice, identityAdvice } from './advice';
 import { blocklistChecks } from './blocklist-checks';
 import { Check, CHECK_STATUSES, CheckStatus, DoctorCheck } from './check';
 import { DoctorContext } from './context';
+import { daneChecks } from './dane-checks';
 import { dkimChecks } from './dkim-checks';
 import { dmarcChecks } from './dmarc-checks';
 import { domainChecks } from './domain-checks';
@@ -79,7 +80,7 @@ export async function runDoctor(config: RelayConfig, options: DoctorOptions = {}
       step(`blocklists ${report.localAddress ?? ''}`, () => blocklistChecks(own)),
     ]).then((groups) => groups.flat().map((c) => ({ ...c, detail: label + c.detail })));
   });
-  const identityGroup = Promise.all(perAddress)
+  const identityGroup = Promise.all([...perAddress, step('DANE: does the resolver validate DNSSEC', () => daneChecks(ctx))])
     .then((groups) => [...groups.flat(), ...identityAdvice(ctx)].map((c) => ({ domain: null, ...c })));
   const domainGroups = domains.map((domain) => Promise.all([
     step(`SPF of ${domain}`, () => spfChecks(ctx, domain)),
