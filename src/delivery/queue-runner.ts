@@ -25,7 +25,9 @@ import { verdictOf } from '../replies/verdict';
 import { DestinationLimit, DestinationState, effectiveRules, limitFor, MemoryDestinationState } from './destination-limits';
 import { RetrySchedule } from './retry-schedule';
 import { Destination, orderForAttempt, Route, RouteCache, RouteOptions } from './route';
-import { RecipientResult, SmtpSession, TransportOptions } from './transport';
+import { tlsOutcomeOfOpen } from '../tlsrpt/session-outcome';
+import { TlsOutcome } from './tls-outcome';
+import { OpenResult, RecipientResult, SmtpSession, TransportOptions } from './transport';
 
 export interface QueueRunnerOptions {
   spool: Spool;
@@ -47,6 +49,8 @@ export interface QueueRunnerOptions {
   idleMs?: number;
   /** Random source for the order of MX hosts of equal preference (tests); Math.random. */
   random?: () => number;
+  /** Counts each connection's TLS outcome for the TLS reports (RFC 8460); absent: not counted. */
+  tlsReports?: { record(outcome: TlsOutcome): void };
 }
 
 interface Job {
@@ -450,6 +454,7 @@ export class QueueRunner {
       if (this.stopped) break;
       const started = Date.now();
       const opened = await SmtpSession.open(destination, this.options.transport);
+      this.reportTls(job, destination, opened);
       if ('session' in opened) {
         this.sessions.add(opened.session);
         return opened.session;
@@ -485,6 +490,13 @@ export class QueueRunner {
       void this.finishJob(j);
     }
     return null;
+  }
+
+  /** The connection's TLS outcome for the TLS reports; never a report's own (RFC 8460 5.3). */
+  private reportTls(job: Job, destination: Destination, opened: OpenResult): void {
+    if (!this.options.tlsReports || !job.domain || job.envelope.tlsReport) return;
+    const outcome = tlsOutcomeOfOpen(opened, destination, job.domain);
+    if (outcome) this.options.tlsReports.record(outcome);
   }
 
   private async sendJob(site: Site, session: SmtpSession, job: Job, onConnection: number): Promise<'sent' | 'throttled'> {

@@ -45,6 +45,11 @@ export class SmtpSession {
     return this.connection.secure;
   }
 
+  /** The server offered STARTTLS: on a session in clear text, TLS was offered but failed (TLS reports). */
+  get starttlsOffered(): boolean {
+    return ((this.connection as unknown as { _ehloLines?: string[] })._ehloLines ?? []).some((line) => /^STARTTLS\b/i.test(line));
+  }
+
   get usable(): boolean {
     return !this.closed;
   }
