@@ -1,5 +1,6 @@
 // The running relay: builds every part from the configuration and wires them in the order
 // of the flow (DESIGN.md): submission -> policy -> sign -> spool -> queue runner -> delivery.
+import net from 'node:net';
 import { acceptMessage } from './accept-message';
 import { parseDestinationLimits, RelayConfig } from './config/schema';
 import { QueueRunner } from './delivery/queue-runner';
@@ -20,6 +21,9 @@ import { ConnectionLimits } from './submission/connection-limits';
 import { startSubmission } from './submission/server';
 import { loadTlsCertificate } from './submission/tls-certificate';
 import { UserDirectory } from './users/store';
+import { TlsReportCollector } from './tlsrpt/collector';
+import { trustedCas } from './tlsrpt/https-post';
+import { TlsReportSender } from './tlsrpt/sender';
 
 export interface Relay {
   ports: { starttls: number; tls?: number };
@@ -39,6 +43,18 @@ export async function startRelay(config: RelayConfig, options: { log?: Logger } 
     }
   } else {
     setUserRules([]);
+  }
+  // TLS report settings are checked before anything is opened, like the reply rules.
+  let tlsReportCas: string[] = [];
+  if (config.tlsrpt.enabled) {
+    if (!(config.tlsrpt.interval >= 1)) {
+      throw new StartError(`tlsrpt.interval (env RELAY_TLSRPT_INTERVAL) is ${config.tlsrpt.interval} s: give a reporting period of at least 1s (1d is what RFC 8460 asks for), or turn TLS reports off with tlsrpt.enabled = off`);
+    }
+    try {
+      tlsReportCas = trustedCas(config.delivery.caFile);
+    } catch (err) {
+      throw new StartError((err as Error).message);
+    }
   }
   const resolver = createResolver({ servers: config.dns.servers, timeoutSeconds: config.dns.timeout });
   // Before anything is opened: a fatal identity problem (identity/check-at-start.ts) stops here.
@@ -79,6 +95,15 @@ export async function startRelay(config: RelayConfig, options: { log?: Logger } 
   const keyCheck = startKeyActivation(config, resolver, log);
   // DANE (delivery.dane): the resolver is checked and the verdict logged before delivery starts
   const tlsPolicy = await startDane(config, log);
+  // TLS reports (RFC 8460): connections are counted from here on, reports sent once the queue runs.
+  const tlsReports = config.tlsrpt.enabled
+    ? new TlsReportCollector({
+      dataDir: config.dataDir,
+      intervalMs: config.tlsrpt.interval * 1000,
+      log,
+      sendingIp: (ip) => identity.sources.find((s) => s.family === net.isIP(ip))?.localAddress ?? identity.localAddress ?? undefined,
+    })
+    : null;
 
   const queue = new QueueRunner({
     spool,
@@ -106,8 +131,24 @@ export async function startRelay(config: RelayConfig, options: { log?: Logger } 
     delayWarningMs: config.delivery.delayWarning * 1000,
     journal,
     tlsPolicy,
+    tlsReports: tlsReports ?? undefined,
   });
   queue.start(queued);
+  const tlsReportSender = tlsReports
+    ? new TlsReportSender({
+      collector: tlsReports,
+      resolver,
+      log,
+      identity: { org: config.tlsrpt.org || hostname, contact: config.tlsrpt.contact || `postmaster@${hostname}`, submitter: hostname },
+      intervalMs: config.tlsrpt.interval * 1000,
+      spool,
+      keys,
+      onQueued: (envelope) => queue.add(envelope),
+      ca: tlsReportCas,
+    })
+    : null;
+  tlsReports?.start();
+  tlsReportSender?.start();
   if (queued.length) log.info({ messages: queued.length }, 'picked up queued messages from the spool');
 
   const authFailures = new AuthFailures({
@@ -175,7 +216,9 @@ export async function startRelay(config: RelayConfig, options: { log?: Logger } 
     // Nothing was accepted yet: undo the start, then say which setting is wrong.
     keyWatch.stop();
     await keyCheck.stop();
+    await tlsReportSender?.stop();
     await queue.stop(0);
+    await tlsReports?.stop();
     await journal.close();
     await spool.unlock();
     throw explainListenError(err, config.submission);
@@ -189,7 +232,9 @@ export async function startRelay(config: RelayConfig, options: { log?: Logger } 
       await keyCheck.stop();
       await submission.close();
       authFailures.close();
+      await tlsReportSender?.stop();
       await queue.stop(timeoutMs);
+      await tlsReports?.stop(); // after the queue: deliveries still running count too
       await journal.close();
       await spool.unlock();
       log.info({ queued: queue.size }, 'stopped');

@@ -27,6 +27,23 @@ export function signingDomainsFor(heloName: string): string[] {
 }
 
 /**
+ * DKIM signatures for a message the relay writes itself (a bounce, a TLS report), From an
+ * address at its HELO name: made with the key of the HELO name's domain or the nearest
+ * parent domain that has one; none when there is no such key. `header` ends with the blank line.
+ */
+export async function signAsRelay(header: Buffer, body: Buffer, keyStore: KeyStore, heloName: string): Promise<{ dkimSignatures: string; signing?: SpoolEnvelope['signing'] }> {
+  for (const domain of signingDomainsFor(heloName)) {
+    const keys = keyStore.signingKeys(domain);
+    if (!keys.length) continue;
+    const hash = new BodyHash();
+    hash.update(body);
+    const parsed = parseHeaderFields(header.subarray(0, header.length - 2));
+    return { dkimSignatures: await signHeaders(parsed, hash.digest(), keys), signing: { domain, selectors: keys.map((k) => k.selector) } };
+  }
+  return { dkimSignatures: '' };
+}
+
+/**
  * Commits a DSN about `recipients` of `original` to the spool and returns its envelope (to
  * be handed to the queue), or null when none is due (null sender).
  */
@@ -55,18 +72,7 @@ export async function queueBounce(
     expiresAt: ctx.expireMs ? new Date(receivedAt + ctx.expireMs) : undefined,
   });
 
-  let dkimSignatures = '';
-  let signing: SpoolEnvelope['signing'];
-  for (const domain of signingDomainsFor(ctx.heloName)) {
-    const keys = ctx.keys.signingKeys(domain);
-    if (!keys.length) continue;
-    const hash = new BodyHash();
-    hash.update(body);
-    const parsed = parseHeaderFields(header.subarray(0, header.length - 2));
-    dkimSignatures = await signHeaders(parsed, hash.digest(), keys);
-    signing = { domain, selectors: keys.map((k) => k.selector) };
-    break;
-  }
+  const { dkimSignatures, signing } = await signAsRelay(header, body, ctx.keys, ctx.heloName);
 
   const writer = ctx.spool.createWriter();
   try {

@@ -131,6 +131,18 @@ convict.addFormat({
   },
 });
 convict.addFormat({
+  name: 'on-off',
+  validate(value: unknown) {
+    if (typeof value !== 'boolean') throw new Error(`must be on or off, not "${String(value)}"`);
+  },
+  coerce: (value: string) => {
+    const v = String(value).trim().toLowerCase();
+    if (['on', 'true', 'yes', '1'].includes(v)) return true;
+    if (['off', 'false', 'no', '0'].includes(v)) return false;
+    return value;
+  },
+});
+convict.addFormat({
   name: 'seconds',
   validate(value: unknown) {
     if (typeof value !== 'number' || !(value >= 0)) throw new Error('must be a duration such as 30s, 5m, 1h');
@@ -342,6 +354,28 @@ export const schema = {
     },
     // above connectionsPerDestination, so one busy destination leaves room for the others
     concurrency: { doc: 'Most delivery connections open at the same time, over all destinations.', format: 'nat', default: 50, env: 'RELAY_DELIVERY_CONCURRENCY' },
+    caFile: {
+      doc: 'A PEM file of extra CA certificates trusted besides the built-in ones, for MTA-STS policy fetches, MX certificates under MTA-STS and TLS report POSTs; empty: none. Checked at start.',
+      format: String, default: '', env: 'RELAY_DELIVERY_CA_FILE',
+    },
+  },
+  tlsrpt: {
+    enabled: {
+      doc: 'Send TLS reports (RFC 8460): the TLS outcome of every delivery connection is counted per recipient domain, and once per tlsrpt.interval each domain that publishes a _smtp._tls TXT record gets a report. off: nothing is recorded or sent.',
+      format: 'on-off', default: true, env: 'RELAY_TLSRPT',
+    },
+    interval: {
+      doc: 'The reporting period: records are counted per period and reported after it ends. 1d (the default) is the UTC day RFC 8460 asks for; a short one (2s) is for tests.',
+      format: 'seconds', default: 86400, env: 'RELAY_TLSRPT_INTERVAL',
+    },
+    org: {
+      doc: 'organization-name of the reports; empty: the HELO name.',
+      format: String, default: '', env: 'RELAY_TLSRPT_ORG',
+    },
+    contact: {
+      doc: 'contact-info of the reports (an address or URI where a domain owner can reach the relay\'s operator); empty: postmaster@ the HELO name.',
+      format: String, default: '', env: 'RELAY_TLSRPT_CONTACT',
+    },
   },
   queue: {
     journalDays: {
@@ -400,9 +434,10 @@ export type RelayConfig = {
     connectionsPerDestination: number; messagesPerConnection: number; throttlePause: number;
     destinationLimits: DestinationLimitRule[];
     classifierRules: string;
-    connectTimeout: number; concurrency: number; dane: boolean;
+    connectTimeout: number; concurrency: number; dane: boolean; caFile: string;
   };
   queue: { journalDays: number; journalMaxDaySize: number };
+  tlsrpt: { enabled: boolean; interval: number; org: string; contact: string };
   identity: { strict: boolean };
   doctor: { spamhausZone: string; blocklists: string[] };
   dns: { servers: string[]; timeout: number };

@@ -27,7 +27,9 @@ import { finalOutcome, DELETED_REPLY } from './final-outcome';
 import { DestinationLimit, DestinationState, effectiveRules, limitFor, MemoryDestinationState } from './destination-limits';
 import { RetrySchedule } from './retry-schedule';
 import { Destination, orderForAttempt, Route, RouteCache, RouteOptions } from './route';
-import { RecipientResult, SmtpSession, TlsDeferral, TlsRequirement, TransportOptions } from './transport';
+import { tlsOutcomeOfDeferral, tlsOutcomeOfOpen } from '../tlsrpt/session-outcome';
+import { TlsOutcome } from './tls-outcome';
+import { OpenResult, RecipientResult, SmtpSession, TlsDeferral, TlsRequirement, TransportOptions } from './transport';
 
 export interface QueueRunnerOptions {
   spool: Spool;
@@ -56,6 +58,8 @@ export interface QueueRunnerOptions {
    * is not to be tried now ({defer: reply}); undefined: opportunistic TLS.
    */
   tlsPolicy?: (destination: Destination, domain: string) => Promise<TlsRequirement | TlsDeferral | undefined>;
+  /** Counts each connection's TLS outcome for the TLS reports (RFC 8460); absent: not counted. */
+  tlsReports?: { record(outcome: TlsOutcome): void };
 }
 
 interface Job {
@@ -460,8 +464,11 @@ export class QueueRunner {
       if (this.stopped) break;
       const started = Date.now();
       const domain = job.domain || domainOf(job.recipients[0].address);
-      const tls = await this.options.tlsPolicy?.(destination, domain);
+      // A TLS report goes out whatever the TLS policy (RFC 8460 5.3, TLS-Required: No, RFC 8689):
+      // a report about failing TLS must reach a domain whose TLS fails.
+      const tls = job.envelope.tlsReport ? undefined : await this.options.tlsPolicy?.(destination, domain);
       if (tls && 'defer' in tls) {
+        this.reportTls(job, destination, null, tls);
         // the TLS policy rules this host out for now (DANE: its DNSSEC does not validate)
         last = { outcome: 'deferred', reply: tls.defer, host: destination.host, ip: destination.ip, tlsPolicy: true };
         log.info({
@@ -472,6 +479,7 @@ export class QueueRunner {
         continue;
       }
       const opened = await SmtpSession.open(destination, this.options.transport, tls);
+      this.reportTls(job, destination, opened, tls);
       if ('session' in opened) {
         this.sessions.add(opened.session);
         return opened.session;
@@ -509,6 +517,15 @@ export class QueueRunner {
       void this.finishJob(j);
     }
     return null;
+  }
+
+  /** The connection's TLS outcome for the TLS reports; never a report's own (RFC 8460 5.3). */
+  private reportTls(job: Job, destination: Destination, opened: OpenResult | null, tls: TlsRequirement | TlsDeferral | undefined): void {
+    if (!this.options.tlsReports || !job.domain || job.envelope.tlsReport) return;
+    const outcome = opened
+      ? tlsOutcomeOfOpen(opened, destination, job.domain, tls && !('defer' in tls) ? tls : undefined)
+      : tls && 'defer' in tls ? tlsOutcomeOfDeferral(tls, destination, job.domain) : undefined;
+    if (outcome) this.options.tlsReports.record(outcome);
   }
 
   private async sendJob(site: Site, session: SmtpSession, job: Job, onConnection: number): Promise<'sent' | 'throttled'> {

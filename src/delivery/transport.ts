@@ -77,6 +77,11 @@ export class SmtpSession {
     return { level: verified ? this.requirement!.level : 'opportunistic', version, verified };
   }
 
+  /** The server offered STARTTLS: on a session in clear text, TLS was offered but failed (TLS reports). */
+  get starttlsOffered(): boolean {
+    return ((this.connection as unknown as { _ehloLines?: string[] })._ehloLines ?? []).some((line) => /^STARTTLS\b/i.test(line));
+  }
+
   get usable(): boolean {
     return !this.closed;
   }

@@ -1,7 +1,7 @@
 // Writing small files so that a crash leaves either the old file or the whole new one, never
 // a torn one: a temporary file in the same folder, fsync, then rename (or link), then fsync of
 // the folder. Used for the users file, key files and key metadata. (The spool has its own,
-// asynchronous, protocol in src/spool/spool.ts.)
+// asynchronous, protocol in src/spool/spool.ts.) replaceFile is the same without blocking.
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -56,4 +56,35 @@ export function createFileSync(file: string, content: string, mode = 0o600): boo
   }
   fsyncDirSync(path.dirname(file));
   return true;
+}
+
+/**
+ * replaceFileSync without blocking the event loop on the disk: for files rewritten often by
+ * a running relay (TLS report records), where each fsync would otherwise stall deliveries.
+ */
+export async function replaceFile(file: string, content: string, mode = 0o600): Promise<void> {
+  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.${crypto.randomBytes(4).toString('hex')}.tmp`);
+  const handle = await fs.promises.open(tmp, 'wx', mode);
+  try {
+    await handle.writeFile(content);
+    await handle.chmod(mode);
+    await handle.sync();
+  } catch (err) {
+    await handle.close();
+    await fs.promises.rm(tmp, { force: true });
+    throw err;
+  }
+  await handle.close();
+  try {
+    await fs.promises.rename(tmp, file);
+  } catch (err) {
+    await fs.promises.rm(tmp, { force: true });
+    throw err;
+  }
+  const dir = await fs.promises.open(path.dirname(file), 'r');
+  try {
+    await dir.sync();
+  } finally {
+    await dir.close();
+  }
 }

@@ -94,6 +94,8 @@ export interface SpoolEnvelope {
   delayNotified?: boolean;
   /** This message is a DSN made by the relay (its sender is the null sender). */
   dsn?: 'failed' | 'delayed';
+  /** This message is a TLS report (RFC 8460) made by the relay: its sessions are not reported on. */
+  tlsReport?: boolean;
   /**
    * MAIL FROM parameters the client declared, passed on at delivery (absent in spools of
    * older versions and when none was declared).
