@@ -10,6 +10,10 @@
 //   notls    TLSA 3 1 1, the sink offers no STARTTLS       -> deferred, nothing in clear
 //   none     signed zone, no TLSA (validated NODATA)       -> delivered opportunistically
 //   down     TLSA 3 1 1, nothing listens on the host        -> deferred as unreachable, not as TLS
+// bad.dane.test and ee.dane.test publish a TLS report record (RFC 8460): their DANE outcomes
+// reach the report sink (rpt) as a report with policy-type tlsa.
+import { execFileSync } from 'node:child_process';
+import path from 'node:path';
 import { runDoctor } from '../../src/doctor/run-doctor';
 import { Harness, logLines, startHarness, submit, waitForLog } from '../helpers/relay-harness';
 import { makeCertificate, tlsaData } from '../helpers/dane-certificates';
@@ -22,13 +26,14 @@ const eeCert = makeCertificate({ names: ['some-other-name.example'] }); // DANE-
 const stranger = makeCertificate({ names: ['mx-bad.dane.test'] });
 
 const HOSTS = {
-  ee: '127.0.0.3', bad: '127.0.0.4', ta: '127.0.0.5', pkix: '127.0.0.6', forged: '127.0.0.7', unsigned: '127.0.0.8', notls: '127.0.0.10', none: '127.0.0.11', down: '127.0.0.12',
+  ee: '127.0.0.3', bad: '127.0.0.4', ta: '127.0.0.5', pkix: '127.0.0.6', forged: '127.0.0.7', unsigned: '127.0.0.8', notls: '127.0.0.10', none: '127.0.0.11', down: '127.0.0.12', rpt: '127.0.0.13',
 } as const;
 type Case = keyof typeof HOSTS;
 
 let dns: DnssecDns;
 let h: Harness;
 const sinks = {} as Record<Exclude<Case, 'down'>, Sink>;
+const TLSRPT = '"v=TLSRPTv1; rua=mailto:tls@rpt.dane.test"';
 
 beforeAll(async () => {
   sinks.ee = await startSink({ host: HOSTS.ee, certificate: { key: eeCert.key, cert: eeCert.chain } });
@@ -40,6 +45,7 @@ beforeAll(async () => {
   sinks.unsigned = await startSink({ host: HOSTS.unsigned, port, certificate: { key: eeCert.key, cert: eeCert.chain } });
   sinks.notls = await startSink({ host: HOSTS.notls, port, tls: false });
   sinks.none = await startSink({ host: HOSTS.none, port, certificate: { key: eeCert.key, cert: eeCert.chain } });
+  sinks.rpt = await startSink({ host: HOSTS.rpt, port, certificate: { key: eeCert.key, cert: eeCert.chain } });
 
   const tlsa = (host: string, ...records: string[]) => records.map((r) => `_${port}._tcp.${host}. TLSA ${r}`);
   const mx = (c: Case, zone = 'dane.test') => [`${c}.${zone}. MX 10 mx-${c}.${zone}.`, `mx-${c}.${zone}. A ${HOSTS[c]}`];
@@ -55,6 +61,8 @@ beforeAll(async () => {
         ...mx('forged'), ...tlsa('mx-forged.dane.test', `3 1 1 ${tlsaData(eeCert, 1, 1)}`),
         ...mx('notls'), ...tlsa('mx-notls.dane.test', `3 1 1 ${tlsaData(eeCert, 1, 1)}`),
         ...mx('none'),
+        ...mx('rpt'),
+        `_smtp._tls.bad.dane.test. TXT ${TLSRPT}`, `_smtp._tls.ee.dane.test. TXT ${TLSRPT}`,
         ...mx('down'), ...tlsa('mx-down.dane.test', `3 1 1 ${tlsaData(eeCert, 1, 1)}`),
       ],
       forge: [`_${port}._tcp.mx-forged.dane.test`],
@@ -65,7 +73,7 @@ beforeAll(async () => {
       records: [...mx('unsigned', 'unsigned.test'), ...tlsa('mx-unsigned.unsigned.test', `3 1 1 ${tlsaData(stranger, 1, 1)}`)],
     },
   ]);
-  h = await startHarness({ RELAY_DNS_SERVERS: dns.resolver, RELAY_DANE: 'on', RELAY_MX_PORT: String(port), RELAY_RETRY_SCHEDULE: '1h' });
+  h = await startHarness({ RELAY_DNS_SERVERS: dns.resolver, RELAY_DANE: 'on', RELAY_MX_PORT: String(port), RELAY_RETRY_SCHEDULE: '1h', RELAY_TLSRPT_INTERVAL: '3s' });
 }, 120_000);
 
 afterAll(async () => {
@@ -175,6 +183,39 @@ describe('DANE on delivery', () => {
     expect(line).toMatchObject({ outcome: 'delivered', host: 'mx-none.dane.test', tlsLevel: 'opportunistic', tlsVerified: false });
     expect(await sinks.none.waitForMessages(1)).toHaveLength(1);
   });
+});
+
+describe('DANE outcomes in TLS reports (RFC 8460)', () => {
+  interface Policy { policy: Record<string, unknown>; summary: Record<string, number>; 'failure-details'?: Record<string, unknown>[] }
+  async function reportAbout(domain: string): Promise<{ report: { policies: Policy[] }; schema_errors: string[] }> {
+    const deadline = Date.now() + 40_000;
+    for (;;) {
+      const msg = sinks.rpt.messages.find((m) => m.data.includes(`\r\nTLS-Report-Domain: ${domain}\r\n`));
+      if (msg) {
+        const out = execFileSync('/usr/bin/python3', [path.join(__dirname, '..', 'helpers', 'parse_tlsrpt.py'), 'mail'], { input: Buffer.from(msg.data) });
+        return JSON.parse(out.toString()) as { report: { policies: Policy[] }; schema_errors: string[] };
+      }
+      if (Date.now() > deadline) throw new Error(`no TLS report about ${domain} within 40 s; log: ${h.logFile}`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+
+  test('a TLSA mismatch is reported as a tlsa policy failure with result tlsa-invalid; a DANE success as a tlsa success', async () => {
+    const bad = await reportAbout('bad.dane.test');
+    expect(bad.schema_errors).toEqual([]);
+    const badTlsa = bad.report.policies.find((p) => p.policy['policy-type'] === 'tlsa');
+    expect(badTlsa).toBeDefined();
+    expect(badTlsa!.summary['total-failure-session-count']).toBeGreaterThanOrEqual(1);
+    expect(badTlsa!['failure-details']).toEqual(expect.arrayContaining([
+      expect.objectContaining({ 'result-type': 'tlsa-invalid', 'receiving-mx-hostname': 'mx-bad.dane.test', 'receiving-ip': HOSTS.bad }),
+    ]));
+    expect(JSON.stringify(badTlsa!.policy['policy-string'])).toContain('3 1 1');
+
+    const ee = await reportAbout('ee.dane.test');
+    expect(ee.schema_errors).toEqual([]);
+    const eeTlsa = ee.report.policies.find((p) => p.policy['policy-type'] === 'tlsa');
+    expect(eeTlsa!.summary).toMatchObject({ 'total-successful-session-count': 1, 'total-failure-session-count': 0 });
+  }, 60_000);
 });
 
 describe('DANE with a resolver that does not validate', () => {
