@@ -8,6 +8,8 @@ import { activatePublishedKeys } from './dkim/key-lifecycle';
 import { KeyStore } from './dkim/key-store';
 import { createResolver } from './dns/resolver';
 import { establishIdentity } from './identity/check-at-start';
+import { httpSettings, HttpListener, startHttp } from './http/http-server';
+import { RelayMonitor } from './http/relay-monitor';
 import { createLogger, Logger } from './log';
 import { NetworkList } from './policy/client-access';
 import { Spool } from './spool/spool';
@@ -21,6 +23,8 @@ import { UserDirectory } from './users/store';
 
 export interface Relay {
   ports: { starttls: number; tls?: number };
+  /** The HTTP listener (http.listen), when there is one. */
+  http?: { host: string; port: number };
   queue: QueueRunner;
   /** Stops accepting, lets deliveries in flight finish (up to `timeoutMs`), keeps the rest queued. */
   close(timeoutMs?: number): Promise<void>;
@@ -28,6 +32,28 @@ export interface Relay {
 
 export async function startRelay(config: RelayConfig, options: { log?: Logger } = {}): Promise<Relay> {
   const log = options.log ?? createLogger(config.log.level);
+  // The HTTP listener comes first, so /healthz answers and /readyz says what is still starting
+  // while the identity's DNS checks run; a listener open to the network without a token stops here.
+  const settings = httpSettings(config);
+  const monitor = settings ? new RelayMonitor({ startedAt: Date.now(), dataDir: config.dataDir, keysDir: config.keysDir }) : undefined;
+  const http: HttpListener | undefined = settings && monitor ? await startHttp(settings, monitor.state, monitor.metrics, log) : undefined;
+  const relay = await startParts(config, log, monitor).catch(async (err: unknown) => {
+    await http?.close();
+    throw err;
+  });
+  if (!http) return relay;
+  return {
+    ...relay,
+    http: { host: http.host, port: http.port },
+    async close(timeoutMs) {
+      monitor!.state.submissionListening = false;
+      await relay.close(timeoutMs);
+      await http.close();
+    },
+  };
+}
+
+async function startParts(config: RelayConfig, log: Logger, monitor: RelayMonitor | undefined): Promise<Relay> {
   // The user's reply rules are checked before anything is opened: a bad file stops the start.
   if (config.delivery.classifierRules) {
     try {
@@ -41,6 +67,7 @@ export async function startRelay(config: RelayConfig, options: { log?: Logger } 
   const resolver = createResolver({ servers: config.dns.servers, timeoutSeconds: config.dns.timeout });
   // Before anything is opened: a fatal identity problem (identity/check-at-start.ts) stops here.
   const identity = await establishIdentity(config, resolver, log);
+  if (monitor) monitor.state.identity = identity;
   const hostname = identity.heloName;
   const spool = new Spool(config.dataDir);
   await spool.lock().catch((err: unknown) => {
@@ -84,8 +111,10 @@ export async function startRelay(config: RelayConfig, options: { log?: Logger } 
     },
     bounce: { keys, heloName: hostname },
     delayWarningMs: config.delivery.delayWarning * 1000,
+    events: monitor,
   });
   queue.start(queued);
+  if (monitor) monitor.state.queue = queue;
   if (queued.length) log.info({ messages: queued.length }, 'picked up queued messages from the spool');
 
   const authFailures = new AuthFailures({
@@ -119,6 +148,7 @@ export async function startRelay(config: RelayConfig, options: { log?: Logger } 
     plainAuth: new NetworkList(config.plainAuthNetworks),
     users,
     log,
+    onRefusal: monitor && ((refusal) => monitor.refused(refusal)),
     accept: async (stream, request) => {
       const envelope = await acceptMessage(stream, {
         sender: request.sender,
@@ -140,6 +170,7 @@ export async function startRelay(config: RelayConfig, options: { log?: Logger } 
         unsignedPolicy: config.signing.unsignedPolicy,
         displayNameAddresses: config.signing.displayNameAddresses,
         hostname,
+        onSigningFailure: monitor && (() => monitor.signingFailed()),
       });
       log.info({
         id: envelope.id, client: request.client.address, user: request.client.user, sender: envelope.sender,
@@ -147,6 +178,7 @@ export async function startRelay(config: RelayConfig, options: { log?: Logger } 
         domain: envelope.signing?.domain, selectors: envelope.signing?.selectors,
       }, 'accepted');
       queue.add(envelope);
+      monitor?.accepted();
       return envelope.id;
     },
   }).catch(async (err: unknown) => {
@@ -157,11 +189,13 @@ export async function startRelay(config: RelayConfig, options: { log?: Logger } 
     await spool.unlock();
     throw explainListenError(err, config.submission);
   });
+  if (monitor) monitor.state.submissionListening = true;
 
   return {
     ports: submission.ports,
     queue,
     async close(timeoutMs = 10_000) {
+      if (monitor) monitor.state.submissionListening = false;
       keyWatch.stop();
       await keyCheck.stop();
       await submission.close();
