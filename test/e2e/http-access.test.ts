@@ -3,13 +3,13 @@
 // token is refused at start with the setting to add; the token is never logged or shown by
 // `config show`. /readyz turns 503, with the reason, when the spool cannot be written (the
 // data dir on a small tmpfs, filled up: mounting needs root, which the tests run as).
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { configCommand } from '../../src/cli/config-command';
 import { loadConfigWithOrigins } from '../../src/config/load';
-import { ensureBuilt } from '../helpers/built-cli';
+import { ensureBuilt, NODE, ROOT } from '../helpers/built-cli';
 import { capturedContext } from '../helpers/cli-context';
 import { get } from '../helpers/http-client';
 import { Harness, startHarness } from '../helpers/relay-harness';
@@ -17,6 +17,17 @@ import { runCli, setupRelayFolders } from '../helpers/relay-process';
 
 const TOKEN = 'tok-9f8e7d6c5b4a39281706f5e4d3c2b1a0';
 const PATHS = ['/', '/metrics', '/healthz', '/readyz'];
+
+/** bin/healthcheck.js, the image's HEALTHCHECK, with these variables: its exit code and line. */
+function healthcheck(env: Record<string, string>): Promise<{ code: number; output: string }> {
+  const clean: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('RELAY_')) clean[k] = v;
+  return new Promise((resolve) => {
+    execFile(NODE, [path.join(ROOT, 'bin', 'healthcheck.js')], { env: { ...clean, ...env }, timeout: 20_000 }, (err, stdout, stderr) => {
+      resolve({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, output: stdout + stderr });
+    });
+  });
+}
 
 let h: Harness;
 let mountDir: string;
@@ -91,11 +102,28 @@ test('/readyz is 503 while the spool cannot be written (file system full), and 2
     expect(spool.detail).toMatch(/cannot be written \(ENOSPC: the file system is full\)/);
     // alive all the same
     expect((await get(port, '/healthz', TOKEN)).status).toBe(200);
+    // the image's health check says unhealthy, and why
+    const check = await healthcheck({ RELAY_HTTP_LISTEN: `127.0.0.1:${port}`, RELAY_HTTP_TOKEN: TOKEN });
+    expect(check.code).toBe(1);
+    expect(check.output).toMatch(/^not healthy: \/readyz answered 503 .*ENOSPC/);
   } finally {
     fs.rmSync(filler);
   }
   expect((await get(port, '/readyz', TOKEN)).status).toBe(200);
   expect(fs.readdirSync(path.join(mountDir, 'data', 'spool-tmp'))).toEqual([]);
+});
+
+test('the image\'s health check (bin/healthcheck.js): /readyz with the token when RELAY_HTTP_LISTEN is set, else the 220 greeting', async () => {
+  expect(await healthcheck({ RELAY_HTTP_LISTEN: `127.0.0.1:${port}`, RELAY_HTTP_TOKEN: TOKEN })).toEqual({ code: 0, output: '' });
+  const wrong = await healthcheck({ RELAY_HTTP_LISTEN: `127.0.0.1:${port}`, RELAY_HTTP_TOKEN: 'wrong' });
+  expect(wrong.code).toBe(1);
+  expect(wrong.output).toMatch(/^not healthy: \/readyz answered 401/);
+  // a listener on all addresses is asked on loopback
+  expect((await healthcheck({ RELAY_HTTP_LISTEN: `0.0.0.0:${port}`, RELAY_HTTP_TOKEN: TOKEN })).code).toBe(0);
+  expect(await healthcheck({ RELAY_SUBMISSION_HOST: '127.0.0.1', RELAY_SUBMISSION_PORT: String(h.relay.ports.starttls) })).toEqual({ code: 0, output: '' });
+  const closed = await healthcheck({ RELAY_SUBMISSION_HOST: '127.0.0.1', RELAY_SUBMISSION_PORT: '9' });
+  expect(closed.code).toBe(1);
+  expect(closed.output).toMatch(/^not healthy: submission port 127\.0\.0\.1:9: connect ECONNREFUSED/);
 });
 
 test('the token appears in no log line and not in config show', async () => {
