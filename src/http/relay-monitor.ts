@@ -16,11 +16,18 @@ const STAGE_LABELS: Record<Refusal['stage'], string> = {
   connect: 'connect', AUTH: 'auth', 'MAIL FROM': 'mail_from', 'RCPT TO': 'rcpt_to', DATA: 'data',
 };
 
+interface ProviderSeries {
+  label: string;
+  delivered: { inc(): void };
+  duration: { observe(seconds: number): void };
+}
+
 export class RelayMonitor implements DeliveryEvents {
   readonly activity = new RecentActivity();
   readonly state: RelayState;
   readonly metrics: RelayMetrics;
-  private readonly providers = new Set<string>();
+  /** By provider: its label and the series of the common path, looked up once (prom-client hashes the labels on every call otherwise). */
+  private readonly providers = new Map<string, ProviderSeries>();
 
   constructor(state: Omit<RelayState, 'activity' | 'submissionListening'>) {
     this.state = { ...state, activity: this.activity, submissionListening: false };
@@ -42,13 +49,13 @@ export class RelayMonitor implements DeliveryEvents {
   }
 
   recipientDone(e: RecipientDone): void {
-    const cls = e.outcome === 'delivered' ? 'delivered' : verdictOf(e.reply, e.host).class;
-    this.metrics.deliveries.inc({ provider: this.label(e.provider), outcome: e.outcome, class: cls });
+    if (e.outcome === 'delivered') this.series(e.provider).delivered.inc();
+    else this.metrics.deliveries.inc({ provider: this.label(e.provider), outcome: e.outcome, class: verdictOf(e.reply, e.host).class });
     this.activity.recipientDone(e.provider, e.outcome);
   }
 
   messageSent(provider: string, durationMs: number): void {
-    this.metrics.duration.observe({ provider: this.label(provider) }, durationMs / 1000);
+    this.series(provider).duration.observe(durationMs / 1000);
   }
 
   connectionOpened(provider: string, tls: TlsLevel): void {
@@ -60,10 +67,21 @@ export class RelayMonitor implements DeliveryEvents {
     this.activity.paused(provider, untilMs, reply);
   }
 
+  /** The provider's label ("other" beyond PROVIDER_LABELS_KEPT, so the series stay bounded). */
   private label(provider: string): string {
-    if (this.providers.has(provider)) return provider;
-    if (this.providers.size >= PROVIDER_LABELS_KEPT) return 'other';
-    this.providers.add(provider);
-    return provider;
+    return this.series(provider).label;
+  }
+
+  private series(provider: string): ProviderSeries {
+    let s = this.providers.get(provider);
+    if (s) return s;
+    const label = this.providers.size < PROVIDER_LABELS_KEPT ? provider : 'other';
+    s = this.providers.get(label) ?? {
+      label,
+      delivered: this.metrics.deliveries.labels({ provider: label, outcome: 'delivered', class: 'delivered' }),
+      duration: this.metrics.duration.labels({ provider: label }),
+    };
+    this.providers.set(label, s);
+    return s;
   }
 }
