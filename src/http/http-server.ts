@@ -95,6 +95,11 @@ export async function startHttp(settings: HttpSettings, state: RelayState, metri
     }
   };
 
+  // A scrape or a page is one small request: a client that dawdles is cut off, and a flood
+  // of connections cannot use up the relay's file descriptors.
+  server.headersTimeout = 10_000;
+  server.requestTimeout = 30_000;
+  server.maxConnections = 100;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(settings.port, settings.host, () => {
