@@ -8,8 +8,9 @@ import { activatePublishedKeys } from './dkim/key-lifecycle';
 import { KeyStore } from './dkim/key-store';
 import { createResolver } from './dns/resolver';
 import { establishIdentity } from './identity/check-at-start';
-import { httpSettings, HttpListener, startHttp } from './http/http-server';
-import { RelayMonitor } from './http/relay-monitor';
+import type { HttpListener } from './http/http-server';
+import { httpSettings } from './http/listen-settings';
+import type { RelayMonitor } from './http/relay-monitor';
 import { createLogger, Logger } from './log';
 import { NetworkList } from './policy/client-access';
 import { Spool } from './spool/spool';
@@ -34,21 +35,29 @@ export async function startRelay(config: RelayConfig, options: { log?: Logger } 
   const log = options.log ?? createLogger(config.log.level);
   // The HTTP listener comes first, so /healthz answers and /readyz says what is still starting
   // while the identity's DNS checks run; a listener open to the network without a token stops here.
+  // Loaded only then: a relay without it carries neither prom-client nor the page.
   const settings = httpSettings(config);
-  const monitor = settings ? new RelayMonitor({ startedAt: Date.now(), dataDir: config.dataDir, keysDir: config.keysDir }) : undefined;
-  const http: HttpListener | undefined = settings && monitor ? await startHttp(settings, monitor.state, monitor.metrics, log) : undefined;
+  let monitor: RelayMonitor | undefined;
+  let http: HttpListener | undefined;
+  if (settings) {
+    const [{ RelayMonitor }, { startHttp }] = await Promise.all([import('./http/relay-monitor'), import('./http/http-server')]);
+    monitor = new RelayMonitor({ startedAt: Date.now(), dataDir: config.dataDir, keysDir: config.keysDir });
+    http = await startHttp(settings, monitor.state, monitor.metrics, log);
+  }
   const relay = await startParts(config, log, monitor).catch(async (err: unknown) => {
     await http?.close();
     throw err;
   });
-  if (!http) return relay;
+  if (!http || !monitor) return relay;
+  const listener = http;
+  const state = monitor.state;
   return {
     ...relay,
-    http: { host: http.host, port: http.port },
+    http: { host: listener.host, port: listener.port },
     async close(timeoutMs) {
-      monitor!.state.submissionListening = false;
+      state.submissionListening = false;
       await relay.close(timeoutMs);
-      await http.close();
+      await listener.close();
     },
   };
 }

@@ -1,49 +1,23 @@
 // The HTTP listener (http.listen): /metrics (Prometheus), /healthz, /readyz and the status
 // page /. It only reads the relay's state. With http.token set, every path needs
 // "Authorization: Bearer TOKEN", /healthz included: the Docker health check runs inside the
-// container, where RELAY_HTTP_TOKEN is set anyway, so no path has to stay open. A listen
-// address beyond loopback without a token is refused at start: the page shows client
-// addresses, senders and recipients, which are not for the whole network.
+// container, where RELAY_HTTP_TOKEN is set anyway, so no path has to stay open (the rule for
+// addresses beyond loopback is in listen-settings.ts).
 import crypto from 'node:crypto';
 import http from 'node:http';
 import net from 'node:net';
-import { parseListenAddress } from '../config/schema';
 import { Logger } from '../log';
 import { StartError } from '../start-errors';
+import { HttpSettings } from './listen-settings';
 import { readiness } from './readiness';
 import { RelayState } from './relay-state';
 import { renderStatusPage } from './status-page';
 import { RelayMetrics } from './metrics';
 
-export interface HttpSettings { host: string; port: number; token: string }
-
 export interface HttpListener {
   host: string;
   port: number;
   close(): Promise<void>;
-}
-
-/** Loopback: 127.0.0.0/8, ::1 (also as ::ffff:127.x), localhost. */
-export function isLoopback(host: string): boolean {
-  const h = host.toLowerCase();
-  if (h === 'localhost') return true;
-  if (net.isIPv4(h)) return h.startsWith('127.');
-  if (net.isIPv6(h)) return h === '::1' || h === '0:0:0:0:0:0:0:1' || /^::ffff:127\./.test(h);
-  return false;
-}
-
-/** The listener's settings, or null when http.listen is empty; a StartError for an open listener without a token. */
-export function httpSettings(config: { http: { listen: string; token: string } }): HttpSettings | null {
-  const listen = config.http.listen.trim();
-  if (!listen) return null;
-  const { host, port } = parseListenAddress(listen);
-  const token = config.http.token;
-  if (!isLoopback(host) && !token) {
-    throw new StartError(`http.listen (env RELAY_HTTP_LISTEN) is ${listen}, beyond loopback, and http.token (env RELAY_HTTP_TOKEN) is empty: ` +
-      'the status page and metrics would be open to the network. Set RELAY_HTTP_TOKEN to a long random secret (for example: openssl rand -hex 32) ' +
-      'and scrape with "Authorization: Bearer TOKEN", or listen on 127.0.0.1');
-  }
-  return { host, port, token };
 }
 
 export async function startHttp(settings: HttpSettings, state: RelayState, metrics: RelayMetrics, log: Logger): Promise<HttpListener> {

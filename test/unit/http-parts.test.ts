@@ -1,6 +1,6 @@
 // The HTTP side's pure parts: which listen addresses need a token, and that the status page's
 // memory stays bounded (the refusal ring, the 24 hourly slots, the providers with a row).
-import { httpSettings, isLoopback } from '../../src/http/http-server';
+import { httpSettings, isLoopback } from '../../src/http/listen-settings';
 import { HOURS_KEPT, PROVIDERS_KEPT, RecentActivity, REFUSALS_KEPT } from '../../src/http/recent-activity';
 import { esc } from '../../src/http/status-page';
 import { StartError } from '../../src/start-errors';
