@@ -100,6 +100,8 @@ test('a destination that throttles is paused, counted and shown as paused', asyn
     expect(sample(m, 'dkim_relay_destination_pauses_total', { provider: 'mx.slow.test' })).toBe(1);
     expect(sample(m, 'dkim_relay_destination_pause_end_timestamp_seconds', { provider: 'mx.slow.test' })).toBeGreaterThan(Date.now() / 1000 + 60);
     expect(sample(m, 'dkim_relay_deliveries_total', { provider: 'mx.slow.test', outcome: 'deferred', class: 'rate-limit' })).toBe(1);
+    // with the pause gauges in it too
+    expect(await promtoolCheck(m)).toEqual({ code: 0, output: '' });
   } finally {
     await slow.close();
   }
