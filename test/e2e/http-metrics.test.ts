@@ -1,6 +1,9 @@
 // /metrics after a known workload: the counts match what was sent, refused, delivered,
 // deferred and bounced, with the reply classes; promtool (Debian's prometheus package)
 // accepts the exposition. Real SMTP in, a real sink MX out, scraped over HTTP on loopback.
+import { execFile } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
 import { DOMAIN, Harness, rawMessage, startHarness, submit, submitError, waitForLog } from '../helpers/relay-harness';
 import { connectRaw } from '../helpers/raw-smtp';
 import { get, promtoolCheck, sample, total } from '../helpers/http-client';
@@ -106,3 +109,20 @@ test('a destination that throttles is paused, counted and shown as paused', asyn
     await slow.close();
   }
 }, 60_000);
+
+test('the README\'s Prometheus scrape job is a valid Prometheus configuration (promtool check config)', async () => {
+  const readme = fs.readFileSync(path.join(__dirname, '..', '..', 'README.md'), 'utf8');
+  const at = readme.indexOf('A Prometheus scrape job');
+  expect(at).toBeGreaterThan(-1);
+  const yaml = /```yaml\n([\s\S]*?)```/.exec(readme.slice(at))![1];
+  const tokenFile = path.join(h.dir, 'dkim-relay.token');
+  fs.writeFileSync(tokenFile, 'secret\n');
+  const configFile = path.join(h.dir, 'prometheus.yml');
+  fs.writeFileSync(configFile, yaml.replace('/etc/prometheus/dkim-relay.token', tokenFile));
+  const r = await new Promise<{ code: number; output: string }>((resolve) => {
+    execFile('/usr/bin/promtool', ['check', 'config', configFile], { timeout: 30_000 }, (err, stdout, stderr) =>
+      resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, output: stdout + stderr }));
+  });
+  expect(r.output).toMatch(/SUCCESS/);
+  expect(r.code).toBe(0);
+});
