@@ -32,8 +32,10 @@ RUN ln -s /app/bin/dkim-relay.js /usr/local/bin/dkim-relay \
  && chown -R node:node /var/lib/dkim-relay /etc/dkim-relay
 USER node
 EXPOSE 2587
-# Healthy when the submission port greets with 220.
+# Healthy when ready: with RELAY_HTTP_LISTEN set, /readyz answers 200 (spool writable,
+# submission listening, identity known; RELAY_HTTP_TOKEN sent when set); without it, the
+# submission port (RELAY_SUBMISSION_HOST, RELAY_SUBMISSION_PORT) greets with 220.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
-  CMD node -e "const s=require('net').connect(process.env.RELAY_SUBMISSION_PORT||2587,process.env.RELAY_SUBMISSION_HOST||'127.0.0.1');s.setTimeout(4000,()=>process.exit(1));s.on('data',d=>{process.exit(/^220 /.test(d)?0:1)});s.on('error',()=>process.exit(1))"
+  CMD ["node", "bin/healthcheck.js"]
 ENTRYPOINT ["node", "bin/dkim-relay.js"]
 CMD ["serve"]

@@ -34,6 +34,8 @@ export interface AcceptContext {
   displayNameAddresses: DisplayNamePolicy;
   /** Host name used in Message-IDs the relay adds. */
   hostname: string;
+  /** Told when DKIM signing fails (metrics). */
+  onSigningFailure?: (domain: string) => void;
 }
 
 export interface IncomingMessage {
@@ -226,6 +228,7 @@ export async function acceptMessage(input: AsyncIterable<Buffer>, message: Incom
       } catch (err) {
         if (err instanceof SigningError) {
           ctx.log.error({ err: err.message }, 'DKIM signing failed');
+          ctx.onSigningFailure?.(signing?.domain ?? '');
           throw new Rejection(451, '4.7.0', `the message could not be signed (${err.message}); try again later`);
         }
         throw err;

@@ -10,6 +10,9 @@ import { activatePublishedKeys } from './dkim/key-lifecycle';
 import { KeyStore } from './dkim/key-store';
 import { createResolver } from './dns/resolver';
 import { establishIdentity } from './identity/check-at-start';
+import type { HttpListener } from './http/http-server';
+import { httpSettings } from './http/listen-settings';
+import type { RelayMonitor } from './http/relay-monitor';
 import { createLogger, Logger } from './log';
 import { NetworkList } from './policy/client-access';
 import { JournalWriter } from './spool/journal';
@@ -27,6 +30,8 @@ import { TlsReportSender } from './tlsrpt/sender';
 
 export interface Relay {
   ports: { starttls: number; tls?: number };
+  /** The HTTP listener (http.listen), when there is one. */
+  http?: { host: string; port: number };
   queue: QueueRunner;
   /** Stops accepting, lets deliveries in flight finish (up to `timeoutMs`), keeps the rest queued. */
   close(timeoutMs?: number): Promise<void>;
@@ -34,6 +39,36 @@ export interface Relay {
 
 export async function startRelay(config: RelayConfig, options: { log?: Logger } = {}): Promise<Relay> {
   const log = options.log ?? createLogger(config.log.level);
+  // The HTTP listener comes first, so /healthz answers and /readyz says what is still starting
+  // while the identity's DNS checks run; a listener open to the network without a token stops here.
+  // Loaded only then: a relay without it carries neither prom-client nor the page.
+  const settings = httpSettings(config);
+  let monitor: RelayMonitor | undefined;
+  let http: HttpListener | undefined;
+  if (settings) {
+    const [{ RelayMonitor }, { startHttp }] = await Promise.all([import('./http/relay-monitor'), import('./http/http-server')]);
+    monitor = new RelayMonitor({ startedAt: Date.now(), dataDir: config.dataDir, keysDir: config.keysDir });
+    http = await startHttp(settings, monitor.state, monitor.metrics, log);
+  }
+  const relay = await startParts(config, log, monitor).catch(async (err: unknown) => {
+    await http?.close();
+    throw err;
+  });
+  if (!http || !monitor) return relay;
+  const listener = http;
+  const state = monitor.state;
+  return {
+    ...relay,
+    http: { host: listener.host, port: listener.port },
+    async close(timeoutMs) {
+      state.submissionListening = false;
+      await relay.close(timeoutMs);
+      await listener.close();
+    },
+  };
+}
+
+async function startParts(config: RelayConfig, log: Logger, monitor: RelayMonitor | undefined): Promise<Relay> {
   // The user's reply rules are checked before anything is opened: a bad file stops the start.
   if (config.delivery.classifierRules) {
     try {
@@ -59,6 +94,7 @@ export async function startRelay(config: RelayConfig, options: { log?: Logger } 
   const resolver = createResolver({ servers: config.dns.servers, timeoutSeconds: config.dns.timeout });
   // Before anything is opened: a fatal identity problem (identity/check-at-start.ts) stops here.
   const identity = await establishIdentity(config, resolver, log);
+  if (monitor) monitor.state.identity = identity;
   const hostname = identity.heloName;
   const spool = new Spool(config.dataDir);
   await spool.lock().catch((err: unknown) => {
@@ -132,8 +168,10 @@ export async function startRelay(config: RelayConfig, options: { log?: Logger } 
     journal,
     tlsPolicy,
     tlsReports: tlsReports ?? undefined,
+    events: monitor,
   });
   queue.start(queued);
+  if (monitor) monitor.state.queue = queue;
   const tlsReportSender = tlsReports
     ? new TlsReportSender({
       collector: tlsReports,
@@ -182,6 +220,7 @@ export async function startRelay(config: RelayConfig, options: { log?: Logger } 
     plainAuth: new NetworkList(config.plainAuthNetworks),
     users,
     log,
+    onRefusal: monitor && ((refusal) => monitor.refused(refusal)),
     accept: async (stream, request) => {
       const envelope = await acceptMessage(stream, {
         sender: request.sender,
@@ -203,6 +242,7 @@ export async function startRelay(config: RelayConfig, options: { log?: Logger } 
         unsignedPolicy: config.signing.unsignedPolicy,
         displayNameAddresses: config.signing.displayNameAddresses,
         hostname,
+        onSigningFailure: monitor && (() => monitor.signingFailed()),
       });
       log.info({
         id: envelope.id, client: request.client.address, user: request.client.user, sender: envelope.sender,
@@ -210,6 +250,7 @@ export async function startRelay(config: RelayConfig, options: { log?: Logger } 
         domain: envelope.signing?.domain, selectors: envelope.signing?.selectors,
       }, 'accepted');
       queue.add(envelope);
+      monitor?.accepted();
       return envelope.id;
     },
   }).catch(async (err: unknown) => {
@@ -223,11 +264,13 @@ export async function startRelay(config: RelayConfig, options: { log?: Logger } 
     await spool.unlock();
     throw explainListenError(err, config.submission);
   });
+  if (monitor) monitor.state.submissionListening = true;
 
   return {
     ports: submission.ports,
     queue,
     async close(timeoutMs = 10_000) {
+      if (monitor) monitor.state.submissionListening = false;
       keyWatch.stop();
       await keyCheck.stop();
       await submission.close();

@@ -28,6 +28,14 @@ export function parseHostPort(value: string, defaultPort?: number): { host: stri
   return { host, port: portNumber };
 }
 
+/** A listen address: host:port or [v6]:port, where port 0 asks for any free port. */
+export function parseListenAddress(value: string): { host: string; port: number } {
+  const v = value.trim();
+  const any = /:0$/.test(v);
+  const parsed = parseHostPort(any ? v.replace(/:0$/, ':1') : v);
+  return any ? { ...parsed, port: 0 } : parsed;
+}
+
 /** CIDR such as 10.0.0.0/8 or ::1/128; a bare address means the single host. */
 export function parseCidr(value: string): { address: string; prefix: number; family: 'ipv4' | 'ipv6' } {
   const [address, prefixText] = value.trim().split('/');
@@ -89,6 +97,12 @@ convict.addFormat({
   name: 'hostport-or-empty',
   validate(value: unknown) {
     if (value !== '') parseHostPort(String(value));
+  },
+});
+convict.addFormat({
+  name: 'listen-or-empty',
+  validate(value: unknown) {
+    if (value !== '') parseListenAddress(String(value));
   },
 });
 convict.addFormat({
@@ -407,6 +421,16 @@ export const schema = {
     servers: { doc: 'DNS resolvers as IP address[:port]; empty: the system\'s.', format: 'ip-port-list', default: [] as string[], env: 'RELAY_DNS_SERVERS' },
     timeout: { doc: 'Time to wait for one DNS answer.', format: 'seconds', default: 5, env: 'RELAY_DNS_TIMEOUT' },
   },
+  http: {
+    listen: {
+      doc: 'Address and port (host:port, [v6]:port) of the HTTP listener for /metrics, /healthz, /readyz and the status page /; empty: no listener. An address beyond loopback needs http.token.',
+      format: 'listen-or-empty', default: '', env: 'RELAY_HTTP_LISTEN',
+    },
+    token: {
+      doc: 'Bearer token every HTTP request must carry (Authorization: Bearer TOKEN) when set; required when http.listen is not a loopback address. A secret: never logged or shown.',
+      format: String, default: '', env: 'RELAY_HTTP_TOKEN', sensitive: true,
+    },
+  },
   log: {
     level: { doc: 'Log level: fatal, error, warn, info, debug, trace.', format: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info', env: 'RELAY_LOG_LEVEL' },
   },
@@ -441,6 +465,7 @@ export type RelayConfig = {
   identity: { strict: boolean };
   doctor: { spamhausZone: string; blocklists: string[] };
   dns: { servers: string[]; timeout: number };
+  http: { listen: string; token: string };
   log: { level: string };
 };
 

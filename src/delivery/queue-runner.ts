@@ -24,6 +24,7 @@ import { AttemptRecord, HISTORY_LENGTH, RecipientState, Spool, SpoolEnvelope } f
 import { isThrottling, Outcome } from '../replies/outcome';
 import { verdictOf } from '../replies/verdict';
 import { finalOutcome, DELETED_REPLY } from './final-outcome';
+import { DeliveryEvents } from './delivery-events';
 import { DestinationLimit, DestinationState, effectiveRules, limitFor, MemoryDestinationState } from './destination-limits';
 import { RetrySchedule } from './retry-schedule';
 import { Destination, orderForAttempt, Route, RouteCache, RouteOptions } from './route';
@@ -60,12 +61,16 @@ export interface QueueRunnerOptions {
   tlsPolicy?: (destination: Destination, domain: string) => Promise<TlsRequirement | TlsDeferral | undefined>;
   /** Counts each connection's TLS outcome for the TLS reports (RFC 8460); absent: not counted. */
   tlsReports?: { record(outcome: TlsOutcome): void };
+  /** Told about outcomes, connections and pauses (metrics, status page). */
+  events?: DeliveryEvents;
 }
 
 interface Job {
   envelope: SpoolEnvelope;
   domain: string;
   recipients: RecipientState[];
+  /** The destination's name for events, once routed (providerOf). */
+  provider?: string;
 }
 
 interface Site {
@@ -158,6 +163,15 @@ export class QueueRunner {
   /** The queued envelopes as the runner sees them (for tests and the queue CLI's checks). */
   envelopes(): SpoolEnvelope[] {
     return [...this.queue.values()];
+  }
+
+  /** Delivery connections open (or opening) now, by provider (providerOf). */
+  openConnections(): Map<string, number> {
+    const open = new Map<string, number>();
+    for (const site of this.sites.values()) {
+      if (site.workers) open.set(providerOf(site), (open.get(providerOf(site)) ?? 0) + site.workers);
+    }
+    return open;
   }
 
   /**
@@ -343,6 +357,7 @@ export class QueueRunner {
       this.sites.set(siteKey, site);
     }
     site.destinations = route.destinations;
+    job.provider = providerOf(site);
     if (this.destinations.pausedUntil(site.limit.key) > Date.now()) {
       this.holdForPause(job, site);
       return;
@@ -423,6 +438,7 @@ export class QueueRunner {
         if (!session) {
           session = await this.openSession(site, job);
           if (!session) break;
+          this.options.events?.connectionOpened(providerOf(site), session.tlsInfo.level);
           sent = 0;
         }
         const outcome = await this.sendJob(site, session, job, sent + 1);
@@ -538,6 +554,7 @@ export class QueueRunner {
       spool.openSigned(envelope)
     );
     const durationMs = Date.now() - started;
+    this.options.events?.messageSent(providerOf(site), durationMs);
     const { host, ip } = session.destination;
     const throttle = result.recipients.find((r) => r.outcome === 'deferred' && isThrottling(r.reply));
     const tlsInfo = session.tlsInfo;
@@ -564,6 +581,7 @@ export class QueueRunner {
 
   private pauseSite(site: Site, reply: string, job: Job): void {
     const until = Date.now() + site.limit.throttlePauseMs;
+    this.options.events?.destinationPaused(providerOf(site), until, reply);
     if (this.destinations.pause(site.limit.key, until)) {
       this.options.log.warn({
         destination: site.limit.key, rule: site.limit.rule, hosts: site.key, reply, id: job.envelope.id,
@@ -585,9 +603,11 @@ export class QueueRunner {
     recipient.lastReply = reply;
     recipient.lastAttemptAt = now;
     if (host) recipient.remoteHost = host;
+    const events = this.options.events;
     if (outcome === 'delivered' || outcome === 'failed') {
       recipient.status = outcome;
       if (outcome === 'failed') this.options.log.warn({ id: job.envelope.id, recipient: recipient.address, reply }, 'recipient failed permanently');
+      events?.recipientDone({ provider: job.provider ?? 'unroutable', domain: domainOf(recipient.address), outcome, reply, host });
       return;
     }
     const acceptedAt = Date.parse(job.envelope.receivedAt);
@@ -597,9 +617,11 @@ export class QueueRunner {
       recipient.lastReply = `gave up after ${recipient.attempts} attempts in ${formatDuration(now - acceptedAt)}: ${reply}`;
       recipient.expired = true;
       this.options.log.warn({ id: job.envelope.id, recipient: recipient.address, reply: recipient.lastReply }, 'recipient failed permanently');
+      events?.recipientDone({ provider: job.provider ?? 'unroutable', domain: domainOf(recipient.address), outcome: 'failed', reply, host, expired: true });
       return;
     }
     recipient.nextAttemptAt = schedule.nextAttempt(recipient.attempts, acceptedAt, now);
+    events?.recipientDone({ provider: job.provider ?? 'unroutable', domain: domainOf(recipient.address), outcome, reply, host });
   }
 
   private addHistory(envelope: SpoolEnvelope, record: Omit<AttemptRecord, 'at'>): void {
@@ -710,6 +732,11 @@ export class QueueRunner {
       return false;
     }
   }
+}
+
+/** A site's name in events: its limit rule (all hosts of a provider share it), else its first MX host. */
+function providerOf(site: Site): string {
+  return site.limit.rule === 'default' ? site.limit.key.replace(/^host:/, '') : site.limit.rule;
 }
 
 /** The class and explanation of a reply, for log lines and the attempt history. */

@@ -18,7 +18,7 @@ import os from 'node:os';
 import { RelayConfig } from '../config/schema';
 import { boundedResolver, Resolver } from '../dns/resolver';
 import { Logger } from '../log';
-import { judgeIdentity } from './identity-findings';
+import { IdentityFinding, judgeIdentity } from './identity-findings';
 import { examineIdentity, heloOrigin, localAddresses } from './sending-identity';
 import { fqdnProblem } from './helo-name';
 
@@ -34,6 +34,8 @@ export interface SendingIdentity {
   localAddress: string | null;
   /** One per address in delivery.localAddress, IPv4 first; empty when the OS chooses. */
   sources: SourceIdentity[];
+  /** Every check of the identity at start, passes included (none through a smarthost): the status page shows them. */
+  findings: IdentityFinding[];
 }
 
 export async function establishIdentity(
@@ -57,7 +59,7 @@ export async function establishIdentity(
   const sources = reports.filter((r) => r.localAddress).map((r) => ({
     family: (net.isIPv6(r.localAddress!) ? 6 : 4) as 4 | 6, localAddress: r.localAddress!, heloName: r.heloName,
   }));
-  const identity = { heloName: reports[0].heloName, localAddress: reports[0].localAddress, sources };
+  const identity: SendingIdentity = { heloName: reports[0].heloName, localAddress: reports[0].localAddress, sources, findings: [] };
   if (smarthost) {
     log.info({ helo: identity.heloName, localAddress: config.delivery.localAddress || null, smarthost: config.delivery.smarthost },
       'delivering through a smarthost: receivers see its identity, so PTR and FCrDNS of this relay are not checked');
@@ -65,9 +67,9 @@ export async function establishIdentity(
   }
 
   // With two families, each finding says which address it is about.
-  const problems = reports.flatMap((report) => judgeIdentity(report)
-    .filter((f) => f.status === 'warn' || f.status === 'fail' || f.status === 'error')
+  identity.findings = reports.flatMap((report) => judgeIdentity(report)
     .map((f) => (reports.length > 1 ? { ...f, detail: `IPv${net.isIPv6(report.localAddress!) ? 6 : 4} ${report.localAddress}: ${f.detail}` } : f)));
+  const problems = identity.findings.filter((f) => f.status === 'warn' || f.status === 'fail' || f.status === 'error');
   if (problems.length && config.identity.strict) {
     throw new IdentityError([
       'the sending identity is not right, and identity.strict (env RELAY_IDENTITY_STRICT) refuses to start with it:',

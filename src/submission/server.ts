@@ -9,7 +9,7 @@ import { Rejection } from '../policy/rejection';
 import { checkSenderDomain, domainOf } from '../policy/sender-domains';
 import { UserDirectory } from '../users/store';
 import { AuthFailures } from './auth-failures';
-import { logRefusals } from './refusal-log';
+import { logRefusals, Refusal } from './refusal-log';
 import { accountChangeRefusal, SessionUser, sessionUserFor } from './session-account';
 import { ConnectionLimits } from './connection-limits';
 import { JUNK_LIMIT_OPTION } from './junk-commands';
@@ -57,6 +57,8 @@ export interface SubmissionOptions {
   plainAuth: NetworkList;
   users: UserDirectory;
   log: Logger;
+  /** Told about every refusal sent to a client (metrics, status page). */
+  onRefusal?: (refusal: Refusal) => void;
   /** Stores the message; resolves to its queue ID, or rejects with a Rejection. */
   accept: (data: SMTPServerDataStream, request: AcceptRequest) => Promise<string>;
 }
@@ -184,7 +186,7 @@ export async function startSubmission(options: SubmissionOptions): Promise<Submi
         callback(new Rejection(451, '4.3.0', 'local error while accepting the message; try again later'));
       });
     },
-  }, log);
+  }, log, options.onRefusal);
 
   const servers: SMTPServer[] = [];
   const listen = (server: SMTPServer, port: number) => new Promise<number>((resolve, reject) => {

@@ -116,7 +116,9 @@ test('the embedded defaults on a machine without network start with warnings: no
     const began = Date.now();
     const r = await start({ RELAY_LOCAL_ADDRESS: '', RELAY_HELO_NAME: '', RELAY_DNS_SERVERS: `127.0.0.1:${silent.address().port}` }, 'vm');
     expect(r.error).toBeNull();
-    expect(r.identity).toEqual({ heloName: 'vm', localAddress: null, sources: [] });
+    expect(r.identity).toMatchObject({ heloName: 'vm', localAddress: null, sources: [] });
+    // the findings are kept for the status page and metrics
+    expect(r.identity!.findings.map((f) => [f.id, f.status])).toEqual([['identity.local-address', 'warn'], ['identity.helo-resolves', 'fail']]);
     expect(r.warnings.map((w) => w.check)).toEqual(['identity.local-address', 'identity.helo-resolves']);
     expect(r.warnings[0].msg).toMatch(/the OS chooses the source IP/);
     expect(r.warnings[1].msg).toMatch(/"vm" .* is not a fully qualified domain name/);

@@ -74,7 +74,7 @@ test('Dockerfile: the base image a build argument (node:24-slim by default), pro
   expect(dockerfile.match(/^FROM .*$/gm)).toEqual(['FROM ${BASE_IMAGE} AS build', 'FROM ${BASE_IMAGE}']);
   expect(dockerfile).toMatch(/npm ci --omit=dev/);
   expect(dockerfile).toMatch(/^USER node$/m);
-  expect(dockerfile).toMatch(/^HEALTHCHECK .*\n.*RELAY_SUBMISSION_PORT.*RELAY_SUBMISSION_HOST/m);
+  expect(dockerfile).toMatch(/^HEALTHCHECK .*\n\s+CMD \["node", "bin\/healthcheck\.js"\]$/m);
   for (const [, src] of dockerfile.matchAll(/^COPY (?!--from)(\S+)/gm)) {
     expect(fs.existsSync(path.join(ROOT, src))).toBe(true);
   }

@@ -26,11 +26,13 @@ const CLIENT_IP = '127.0.0.9';
 const HELO = 'relay.example.net';
 const DOMAIN = 'example.org';
 const PASSWORD = 'a long secret password';
+const HTTP_TOKEN = 'docker-test-token-4f3e2d1c0b';
 
 let dns: TestDnsServer;
 let sink: Sink;
 let project: string; // a folder as a user's checkout would have it: docker-compose.yml + dkim-relay.env
 let submissionPort: number;
+let httpPort: number; // the relay's HTTP listener: /metrics, /readyz (the health check asks it)
 let container = '';
 let secondContainer = '';
 let refusing = false; // the sink answers 451 to every recipient while true
@@ -80,6 +82,7 @@ beforeAll(async () => {
   dns.set(DOMAIN, 'MX', [{ exchange: `mx.${DOMAIN}`, priority: 10 }]);
   dns.set(`mx.${DOMAIN}`, 'A', [SINK_HOST]);
   submissionPort = await freePort(SUBMIT_HOST);
+  httpPort = await freePort(SUBMIT_HOST);
 
   project = fs.mkdtempSync(path.join(os.tmpdir(), 'dkim-relay-compose-'));
   fs.copyFileSync(path.join(ROOT, 'docker-compose.yml'), path.join(project, 'docker-compose.yml'));
@@ -96,6 +99,8 @@ beforeAll(async () => {
     RELAY_MX_PORT: String(sink.port),
     RELAY_RETRY_SCHEDULE: '2s',
     RELAY_CONNECT_TIMEOUT: '3',
+    RELAY_HTTP_LISTEN: `${SUBMIT_HOST}:${httpPort}`,
+    RELAY_HTTP_TOKEN: HTTP_TOKEN,
   };
   let envText = fs.readFileSync(path.join(ROOT, 'dkim-relay.env.example'), 'utf8');
   for (const [k, v] of Object.entries(settings)) {
@@ -143,7 +148,7 @@ const subjectOf = (data: Buffer) => /^Subject: (.*)$/m.exec(data.toString())?.[1
 test('the image: production dependencies only, runs as node, with a health check and `dkim-relay` on PATH', async () => {
   const r = await runOk('docker', ['run', '--rm', '--entrypoint', 'sh', IMAGE, '-c', 'id -un; test -e node_modules/typescript && echo typescript; command -v dkim-relay; node --version']);
   expect(r.stdout.trim().split('\n')).toEqual(['node', '/usr/local/bin/dkim-relay', expect.stringMatching(/^v24\./)]);
-  expect(await inspect(IMAGE, '{{json .Config.Healthcheck.Test}}')).toMatch(/RELAY_SUBMISSION_PORT/);
+  expect(JSON.parse(await inspect(IMAGE, '{{json .Config.Healthcheck.Test}}'))).toEqual(['CMD', 'node', 'bin/healthcheck.js']);
 });
 
 test('docker compose up -d: the relay starts with the settings of dkim-relay.env and becomes healthy', async () => {
@@ -160,6 +165,12 @@ test('docker compose up -d: the relay starts with the settings of dkim-relay.env
     s.once('error', reject);
   });
   expect(greeting).toMatch(/^220 /);
+  // healthy through /readyz, which needs the token dkim-relay.env gives it
+  const ready = await fetch(`http://${SUBMIT_HOST}:${httpPort}/readyz`, { headers: { Authorization: `Bearer ${HTTP_TOKEN}` } });
+  expect(ready.status).toBe(200);
+  expect((await fetch(`http://${SUBMIT_HOST}:${httpPort}/readyz`)).status).toBe(401);
+  const checks = JSON.parse(await inspect(container, '{{json .State.Health.Log}}')) as { ExitCode: number }[];
+  expect(checks.at(-1)!.ExitCode).toBe(0);
 }, 120_000);
 
 test('keygen, users add, keys activate and doctor, run with exec as the README tells, see the settings of dkim-relay.env', async () => {
@@ -201,6 +212,10 @@ test('a client AUTHs over STARTTLS on the container\'s port; the message arrives
   expect(verdict.signatures).toHaveLength(1);
   expect(verdict.ok).toBe(true);
   expect(verdict.signatures[0]).toMatchObject({ d: DOMAIN, a: 'rsa-sha256' });
+  // and /metrics counts it
+  const metrics = await (await fetch(`http://${SUBMIT_HOST}:${httpPort}/metrics`, { headers: { Authorization: `Bearer ${HTTP_TOKEN}` } })).text();
+  expect(metrics).toMatch(/^dkim_relay_messages_accepted_total 1$/m);
+  expect(metrics).toMatch(/^dkim_relay_deliveries_total\{provider="mx\.dest\.test",outcome="delivered",class="delivered"\} 1$/m);
 }, 60_000);
 
 test('queue list shows a deferred message; SIGKILL of the relay: the restart policy brings it back and the message is delivered', async () => {
@@ -239,7 +254,7 @@ test('a second relay container on the same volumes is refused', async () => {
   const name = `${path.basename(project)}-second`;
   const r = await runOk('docker', [
     'run', '-d', '--name', name, '--network', 'host', '--volumes-from', container,
-    '--env-file', path.join(project, 'dkim-relay.env'), '-e', `RELAY_SUBMISSION_PORT=${otherPort}`, IMAGE,
+    '--env-file', path.join(project, 'dkim-relay.env'), '-e', `RELAY_SUBMISSION_PORT=${otherPort}`, '-e', 'RELAY_HTTP_LISTEN=', IMAGE,
   ]);
   secondContainer = r.stdout.trim();
   const listening = () => new Promise<boolean>((resolve) => {

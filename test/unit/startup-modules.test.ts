@@ -21,6 +21,7 @@ function loadedAfter(modules: string[]): string[] {
 const OTHER_COMMANDS = /\/dist\/cli\/(doctor|keygen|keys|queue|users)-command\.js$/;
 const DOCTOR = /\/dist\/doctor\//;
 const FORGE = /\/node_modules\/node-forge\//;
+const HTTP_SIDE = /\/node_modules\/prom-client\/|\/dist\/http\/(?!listen-settings)/;
 
 beforeAll(() => {
   ensureBuilt();
@@ -42,4 +43,6 @@ test('the CLI entry and the serve command load neither node-forge, doctor nor th
   expect(loaded.filter((f) => FORGE.test(f))).toEqual([]);
   expect(loaded.filter((f) => DOCTOR.test(f))).toEqual([]);
   expect(loaded.filter((f) => OTHER_COMMANDS.test(f))).toEqual([]);
+  // the HTTP listener and prom-client only with http.listen set (relay.ts imports them then)
+  expect(loaded.filter((f) => HTTP_SIDE.test(f))).toEqual([]);
 });
