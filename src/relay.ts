@@ -2,8 +2,10 @@
 // of the flow (DESIGN.md): submission -> policy -> sign -> spool -> queue runner -> delivery.
 import { acceptMessage } from './accept-message';
 import { parseDestinationLimits, RelayConfig } from './config/schema';
+import { MtaStsPolicies } from './delivery/mta-sts';
 import { QueueRunner } from './delivery/queue-runner';
 import { RetrySchedule } from './delivery/retry-schedule';
+import { createTrustStore } from './delivery/trust-store';
 import { activatePublishedKeys } from './dkim/key-lifecycle';
 import { KeyStore } from './dkim/key-store';
 import { createResolver } from './dns/resolver';
@@ -26,7 +28,15 @@ export interface Relay {
   close(timeoutMs?: number): Promise<void>;
 }
 
-export async function startRelay(config: RelayConfig, options: { log?: Logger } = {}): Promise<Relay> {
+export interface StartOptions {
+  log?: Logger;
+  /** Tests only, not a setting: the HTTPS port of MTA-STS policy hosts (443), so a test server on an ephemeral port can serve them. */
+  mtaStsPort?: number;
+  /** Tests only: how long a domain's _mta-sts TXT answer is reused (a minute). */
+  mtaStsRecheckMs?: number;
+}
+
+export async function startRelay(config: RelayConfig, options: StartOptions = {}): Promise<Relay> {
   const log = options.log ?? createLogger(config.log.level);
   // The user's reply rules are checked before anything is opened: a bad file stops the start.
   if (config.delivery.classifierRules) {
@@ -37,6 +47,12 @@ export async function startRelay(config: RelayConfig, options: { log?: Logger } 
     }
   } else {
     setUserRules([]);
+  }
+  let trust: ReturnType<typeof createTrustStore>;
+  try {
+    trust = createTrustStore(config.delivery.caFile);
+  } catch (err) {
+    throw new StartError((err as Error).message);
   }
   const resolver = createResolver({ servers: config.dns.servers, timeoutSeconds: config.dns.timeout });
   // Before anything is opened: a fatal identity problem (identity/check-at-start.ts) stops here.
@@ -60,6 +76,9 @@ export async function startRelay(config: RelayConfig, options: { log?: Logger } 
   const keyWatch = keys.watch();
   const keyCheck = startKeyActivation(config, resolver, log);
 
+  const mtaSts = config.delivery.mtaSts && !config.delivery.smarthost
+    ? new MtaStsPolicies({ resolver, trust, dataDir: config.dataDir, log, port: options.mtaStsPort, recheckMs: options.mtaStsRecheckMs })
+    : undefined;
   const queue = new QueueRunner({
     spool,
     log,
@@ -73,7 +92,9 @@ export async function startRelay(config: RelayConfig, options: { log?: Logger } 
     transport: {
       heloName: hostname, localAddress: identity.localAddress ?? undefined, sources: identity.sources,
       connectTimeoutMs: config.delivery.connectTimeout * 1000,
+      verifyingContext: trust.context,
     },
+    tlsPolicy: mtaSts,
     schedule: new RetrySchedule(config.delivery.retrySchedule, config.delivery.retryExpire * 1000),
     concurrency: config.delivery.concurrency,
     limits: {
@@ -167,6 +188,7 @@ export async function startRelay(config: RelayConfig, options: { log?: Logger } 
       await submission.close();
       authFailures.close();
       await queue.stop(timeoutMs);
+      await mtaSts?.idle();
       await spool.unlock();
       log.info({ queued: queue.size }, 'stopped');
       log.flush?.();

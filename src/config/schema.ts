@@ -117,6 +117,21 @@ convict.addFormat({
     }
   },
 });
+/** on/off (also true/false, yes/no, 1/0): convict's Boolean reads "off" as true. */
+export function parseSwitch(value: string | boolean): boolean | undefined {
+  if (typeof value === 'boolean') return value;
+  const v = value.trim().toLowerCase();
+  if (['on', 'true', 'yes', '1'].includes(v)) return true;
+  if (['off', 'false', 'no', '0'].includes(v)) return false;
+  return undefined;
+}
+convict.addFormat({
+  name: 'on-off',
+  validate(value: unknown) {
+    if (typeof value !== 'boolean') throw new Error('must be on or off');
+  },
+  coerce: (value: string) => parseSwitch(value) ?? value,
+});
 convict.addFormat({
   name: 'seconds',
   validate(value: unknown) {
@@ -325,6 +340,14 @@ export const schema = {
     connectTimeout: { doc: 'Time to wait for an MX to answer.', format: 'seconds', default: 30, env: 'RELAY_CONNECT_TIMEOUT' },
     // above connectionsPerDestination, so one busy destination leaves room for the others
     concurrency: { doc: 'Most delivery connections open at the same time, over all destinations.', format: 'nat', default: 50, env: 'RELAY_DELIVERY_CONCURRENCY' },
+    mtaSts: {
+      doc: 'Honour the MTA-STS policies of recipient domains (RFC 8461): under mode enforce, mail goes only to the MX hosts the policy names, over TLS 1.2+ with a valid certificate, or waits. Policies are cached in the data dir (mta-sts/). off: opportunistic TLS only.',
+      format: 'on-off', default: true, env: 'RELAY_MTA_STS',
+    },
+    caFile: {
+      doc: 'A PEM file of extra CA certificates trusted besides the built-in ones, for MTA-STS policy fetches, MX certificates under MTA-STS and TLS report POSTs; empty: none. Checked at start.',
+      format: String, default: '', env: 'RELAY_DELIVERY_CA_FILE',
+    },
   },
   identity: {
     strict: {
@@ -374,6 +397,7 @@ export type RelayConfig = {
     destinationLimits: DestinationLimitRule[];
     classifierRules: string;
     connectTimeout: number; concurrency: number;
+    mtaSts: boolean; caFile: string;
   };
   identity: { strict: boolean };
   doctor: { spamhausZone: string; blocklists: string[] };

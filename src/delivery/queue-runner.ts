@@ -25,6 +25,8 @@ import { verdictOf } from '../replies/verdict';
 import { DestinationLimit, DestinationState, effectiveRules, limitFor, MemoryDestinationState } from './destination-limits';
 import { RetrySchedule } from './retry-schedule';
 import { Destination, orderForAttempt, Route, RouteCache, RouteOptions } from './route';
+import { TlsOutcome } from './tls-outcome';
+import { DomainTlsPolicy, TlsPolicySource } from './tls-policy';
 import { RecipientResult, SmtpSession, TransportOptions } from './transport';
 
 export interface QueueRunnerOptions {
@@ -47,6 +49,8 @@ export interface QueueRunnerOptions {
   idleMs?: number;
   /** Random source for the order of MX hosts of equal preference (tests); Math.random. */
   random?: () => number;
+  /** The TLS policy of recipient domains (MTA-STS); absent: opportunistic TLS everywhere. Not for a smarthost. */
+  tlsPolicy?: TlsPolicySource;
 }
 
 interface Job {
@@ -63,6 +67,8 @@ interface Site {
   workers: number;
   /** Workers with an open connection waiting for a job. */
   idle: ((job: Job | null) => void)[];
+  /** The TLS policy of the site's domain(s): it is part of the key, so all its jobs share it. */
+  tls?: DomainTlsPolicy;
 }
 
 /** Most jobs taken from the queue and not finished (routing or waiting at a site). */
@@ -321,15 +327,26 @@ export class QueueRunner {
       this.addHistory(job.envelope, { recipients: job.recipients.map((r) => r.address), outcome: route.permanent ? 'failed' : 'deferred', reply: route.reason });
       return this.finishJob(job);
     }
+    // MTA-STS enforce: only the MX hosts its policy names; none of them: deferred, never sent elsewhere
+    const tls = this.options.route.smarthost ? undefined : await this.options.tlsPolicy?.forDomain(domain);
+    const { allowed: destinations, refusal } = tls ? tls.filter(route.destinations) : { allowed: route.destinations, refusal: undefined };
+    if (!destinations.length) {
+      const reply = refusal ?? 'no MX host allowed by the TLS policy';
+      log.info({ id: job.envelope.id, domain, outcome: 'deferred', reply, ...explained(reply) }, 'delivery attempt: refused by TLS policy');
+      for (const r of job.recipients) this.record(job, r, 'deferred', reply);
+      this.addHistory(job.envelope, { recipients: job.recipients.map((r) => r.address), outcome: 'deferred', reply });
+      return this.finishJob(job);
+    }
     const hosts = [...new Set(route.destinations.map((d) => d.host.toLowerCase()))];
-    const siteKey = this.options.route.smarthost ? `smarthost:${this.options.route.smarthost}` : hosts.join(',');
+    const siteKey = (this.options.route.smarthost ? `smarthost:${this.options.route.smarthost}` : hosts.join(',')) + (tls ? `|${tls.key}` : '');
     let site = this.sites.get(siteKey);
     if (!site) {
       const limit = limitFor(hosts, this.rules, this.options.limits);
-      site = { key: siteKey, limit, destinations: route.destinations, jobs: [], workers: 0, idle: [] };
+      site = { key: siteKey, limit, destinations, jobs: [], workers: 0, idle: [] };
       this.sites.set(siteKey, site);
     }
-    site.destinations = route.destinations;
+    site.destinations = destinations;
+    site.tls = tls;
     if (this.destinations.pausedUntil(site.limit.key) > Date.now()) {
       this.holdForPause(job, site);
       return;
@@ -449,15 +466,17 @@ export class QueueRunner {
     for (const destination of orderForAttempt(site.destinations, this.options.random, this.options.route.preference === 'any')) {
       if (this.stopped) break;
       const started = Date.now();
-      const opened = await SmtpSession.open(destination, this.options.transport);
+      const domain = job.domain || domainOf(job.recipients[0].address);
+      const tls = await site.tls?.requirement(destination);
+      const opened = await SmtpSession.open(destination, this.options.transport, { domain, tls });
       if ('session' in opened) {
         this.sessions.add(opened.session);
         return opened.session;
       }
-      last = { ...opened.error, host: destination.host, ip: destination.ip };
+      last = { outcome: opened.error.outcome, reply: opened.error.reply, host: destination.host, ip: destination.ip };
       log.info({
-        id: job.envelope.id, domain: job.domain || domainOf(job.recipients[0].address), host: destination.host, ip: destination.ip,
-        outcome: last.outcome, reply: last.reply, ...explained(last.reply, destination.host), durationMs: Date.now() - started,
+        id: job.envelope.id, domain, host: destination.host, ip: destination.ip,
+        outcome: last.outcome, reply: last.reply, ...explained(last.reply, destination.host), ...tlsFields(opened.error.tls), durationMs: Date.now() - started,
       }, 'delivery attempt');
       if (isThrottling(last.reply)) break;
       // A 5xx greeting is the site's final word; anything else: next host.
@@ -502,7 +521,7 @@ export class QueueRunner {
     for (const outcome of result.recipients) {
       log.info({
         id: envelope.id, domain, host, ip, recipient: outcome.address, outcome: outcome.outcome, reply: outcome.reply,
-        ...explained(outcome.reply, host), tls: session.tls, onConnection, durationMs,
+        ...explained(outcome.reply, host), tls: session.tls, ...tlsFields(session.tlsOutcome), onConnection, durationMs,
       }, 'delivery attempt');
     }
     this.applyResults(job, result.recipients, host);
@@ -665,6 +684,16 @@ export class QueueRunner {
       return false;
     }
   }
+}
+
+/** What a connection reached in TLS, for the `delivery attempt` line. */
+function tlsFields(outcome: TlsOutcome | undefined): Record<string, unknown> {
+  if (!outcome) return {};
+  return {
+    tlsLevel: outcome.level, tlsVersion: outcome.tlsVersion ?? null, tlsVerified: outcome.verified,
+    ...(outcome.policy.type !== 'no-policy-found' ? { tlsPolicy: outcome.policy.type } : {}),
+    ...(outcome.failure ? { tlsFailure: outcome.failure.result, tlsFailureReason: outcome.failure.reason } : {}),
+  };
 }
 
 /** The class and explanation of a reply, for log lines and the attempt history. */
