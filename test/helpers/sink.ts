@@ -36,6 +36,8 @@ export interface SinkOptions {
   port?: number;
   /** offer STARTTLS with a self-signed certificate (made with node-forge); default true */
   tls?: boolean;
+  /** the STARTTLS key and certificate (e.g. from test/helpers/test-ca.ts) instead of the self-signed one */
+  certificate?: { key: string; cert: string };
   /** name in the greeting and EHLO reply; default "mx.sink.test" */
   name?: string;
   /**
@@ -176,7 +178,7 @@ export async function startSink(opts: SinkOptions = {}): Promise<Sink> {
   };
 
   const server = new SMTPServer({
-    ...(useTls ? await testCertificate() : {}),
+    ...(useTls ? opts.certificate ?? await testCertificate() : {}),
     name: opts.name ?? 'mx.sink.test',
     authOptional: true,
     // a receiving MX: no AUTH; no STARTTLS when tls is off
