@@ -172,6 +172,33 @@ test('enforce policy behind an untrusted certificate: not used, delivered as wit
   expect(warning).toMatchObject({ result: 'sts-webpki-invalid' });
 });
 
+test('RELAY_MTA_STS=off: policies are not looked up; the enforce domain gets opportunistic TLS as before', async () => {
+  await h.restart({ RELAY_MTA_STS: 'off' });
+  await domain('switched-off.test', '127.0.0.4', { mode: 'enforce' });
+  const id = await send('user@switched-off.test', 'sts off');
+  const line = await attempt(id);
+  expect(line).toMatchObject({ outcome: 'delivered', tlsLevel: 'opportunistic' });
+  expect(line.tlsPolicy).toBeUndefined();
+  expect(policies.requests).not.toContain('mta-sts.switched-off.test');
+  await h.restart(); // on again, as by default
+});
+
+test('serve refuses to start with a CA file that holds no certificate, naming the file', () => {
+  const bad = path.join(h.dir, 'not-a-ca.pem');
+  fs.writeFileSync(bad, 'this is no certificate\n');
+  let stderr = '';
+  let code = 0;
+  try {
+    execFileSync(NODE, [BIN, 'serve'], { cwd: h.dir, env: { ...childEnv(), RELAY_DELIVERY_CA_FILE: bad, RELAY_SUBMISSION_PORT: '0' }, stdio: 'pipe', timeout: 30000 });
+  } catch (err) {
+    const e = err as { status: number; stderr: Buffer };
+    code = e.status;
+    stderr = e.stderr.toString();
+  }
+  expect(code).not.toBe(0);
+  expect(stderr).toContain(`delivery.caFile (env RELAY_DELIVERY_CA_FILE) ${bad} holds no PEM certificate`);
+});
+
 test('a cached enforce policy survives a restart with its policy server down', async () => {
   await domain('persist.test', '127.0.0.3', { mode: 'enforce' });
   const first = await send('user@persist.test', 'sts persist 1');
