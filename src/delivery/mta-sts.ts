@@ -60,6 +60,8 @@ const FETCH_TIMEOUT_MS = 20_000;
 const RECHECK_MS = 60_000;
 /** A policy id whose fetch failed is not fetched again for this long (the cached policy, if any, stays). */
 const RETRY_FAILED_MS = 5 * 60_000;
+/** Domains remembered in memory; beyond it, those without a policy are forgotten (their answer is asked again). */
+const MAX_ENTRIES = 10_000;
 
 // ---- record and policy syntax ----
 
@@ -272,6 +274,7 @@ export class MtaStsPolicies implements TlsPolicySource {
     if (!/^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$/.test(name)) return {};
     let entry = this.entries.get(name);
     if (!entry) {
+      if (this.entries.size >= MAX_ENTRIES) this.prune();
       entry = { state: { policy: this.load(name) }, checkedAt: -Infinity };
       this.entries.set(name, entry);
     }
@@ -298,9 +301,19 @@ export class MtaStsPolicies implements TlsPolicySource {
     return domainPolicy(normalizeHost(domain), state);
   }
 
-  /** Waits for background refreshes (at shutdown). */
-  async idle(): Promise<void> {
-    await Promise.allSettled([...this.background]);
+  /** Waits for background refreshes (at shutdown), at most timeoutMs: a late one only rewrites its cache file. */
+  async idle(timeoutMs = 1000): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.allSettled([...this.background]), new Promise((r) => {
+      timer = setTimeout(r, timeoutMs);
+    })]);
+    clearTimeout(timer);
+  }
+
+  private prune(): void {
+    for (const [name, entry] of this.entries) {
+      if (!entry.state.policy && !entry.running && !entry.refreshing) this.entries.delete(name);
+    }
   }
 
   private async check(domain: string, entry: Entry): Promise<StsState> {

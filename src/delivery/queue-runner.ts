@@ -87,6 +87,8 @@ interface Unreachable {
   reply: string;
   host: string;
   ip: string;
+  /** The host failed the TLS policy (MTA-STS), it did connect: the reply says so first. */
+  tlsPolicy?: boolean;
 }
 
 export class QueueRunner {
@@ -369,7 +371,8 @@ export class QueueRunner {
 
   /** A site that took no connection moments ago: deferred without a try, an attempt used. */
   private deferUnreachable(job: Job, down: Unreachable): void {
-    const reply = `not tried: ${down.host} [${down.ip}] took no connection ${Math.round((Date.now() - down.at) / 1000)} s ago (${down.reply})`;
+    const ago = Math.round((Date.now() - down.at) / 1000);
+    const reply = down.tlsPolicy ? `${down.reply} (not tried again: ${ago} s ago)` : `not tried: ${down.host} [${down.ip}] took no connection ${ago} s ago (${down.reply})`;
     this.options.log.info({ id: job.envelope.id, domain: job.domain || domainOf(job.recipients[0].address), host: down.host, ip: down.ip, outcome: 'deferred', reply, ...explained(reply) }, 'delivery attempt: destination unreachable');
     for (const r of job.recipients) this.record(job, r, 'deferred', reply, down.host);
     this.addHistory(job.envelope, { recipients: job.recipients.map((r) => r.address), outcome: 'deferred', reply, host: down.host, ip: down.ip });
@@ -462,7 +465,7 @@ export class QueueRunner {
    */
   private async openSession(site: Site, job: Job): Promise<SmtpSession | null> {
     const { log } = this.options;
-    let last = { outcome: 'deferred' as Outcome, reply: 'no host tried', host: '', ip: '' };
+    let last = { outcome: 'deferred' as Outcome, reply: 'no host tried', host: '', ip: '', tlsPolicy: false };
     for (const destination of orderForAttempt(site.destinations, this.options.random, this.options.route.preference === 'any')) {
       if (this.stopped) break;
       const started = Date.now();
@@ -473,7 +476,7 @@ export class QueueRunner {
         this.sessions.add(opened.session);
         return opened.session;
       }
-      last = { outcome: opened.error.outcome, reply: opened.error.reply, host: destination.host, ip: destination.ip };
+      last = { outcome: opened.error.outcome, reply: opened.error.reply, host: destination.host, ip: destination.ip, tlsPolicy: !!opened.error.tls };
       log.info({
         id: job.envelope.id, domain, host: destination.host, ip: destination.ip,
         outcome: last.outcome, reply: last.reply, ...explained(last.reply, destination.host), ...tlsFields(opened.error.tls), durationMs: Date.now() - started,
@@ -496,7 +499,7 @@ export class QueueRunner {
     if (last.outcome === 'deferred' && last.host) {
       const now = Date.now();
       for (const [key, down] of this.unreachable) if (now >= down.at + UNREACHABLE_MS) this.unreachable.delete(key);
-      this.unreachable.set(site.key, { at: now, reply: last.reply, host: last.host, ip: last.ip });
+      this.unreachable.set(site.key, { at: now, reply: last.reply, host: last.host, ip: last.ip, tlsPolicy: last.tlsPolicy });
     }
     for (const j of jobs) {
       for (const r of j.recipients) this.record(j, r, last.outcome, last.reply, last.host);

@@ -112,6 +112,11 @@ test('enforce, certificate names another host: deferred, nothing reaches that MX
   expect(wrong.messages.filter((m) => m.rcptTo.includes('user@enforce-badcert.test'))).toEqual([]);
   const recipient = h.relay.queue.envelopes().find((e) => e.id === id)!.recipients[0];
   expect(recipient.status).toBe('queued');
+  // the next message within a minute is not tried again; its reply still says why first
+  const next = await send('user@enforce-badcert.test', 'sts bad cert 2');
+  const held = await attempt(next);
+  expect(held).toMatchObject({ msg: 'delivery attempt: destination unreachable', outcome: 'deferred', class: 'tls' });
+  expect(String(held.reply)).toMatch(/^MTA-STS enforce: the certificate of mx\.enforce-badcert\.test does not name it .*\(not tried again: \d+ s ago\)$/);
 });
 
 test('enforce, MX host not in the policy: deferred without connecting, the reason names host and patterns', async () => {
