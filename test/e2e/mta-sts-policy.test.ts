@@ -34,7 +34,7 @@ afterAll(async () => {
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
-function policies(options: { dataDir?: string; port?: number } = {}): MtaStsPolicies {
+function policies(options: { dataDir?: string; port?: number; now?: () => number } = {}): MtaStsPolicies {
   return new MtaStsPolicies({
     resolver: createResolver({ servers: [dns.address], timeoutSeconds: 2 }),
     trust: createTrustStore(ca.file),
@@ -43,6 +43,7 @@ function policies(options: { dataDir?: string; port?: number } = {}): MtaStsPoli
     port: options.port ?? server.port,
     recheckMs: 0, // every lookup asks DNS again
     timeoutMs: 5000,
+    now: options.now,
   });
 }
 
@@ -140,4 +141,33 @@ test('the cache on disk is used by a new instance (a restart) while the policy h
   expect(fresh.policy).toMatchObject({ id: 'd1', mode: 'enforce', mx: ['mx.disk.test'] });
   expect(fresh.error).toBeUndefined(); // same id: nothing to fetch
   expect(fs.statSync(path.join(dataDir, 'mta-sts', 'disk.test.json')).mode & 0o777).toBe(0o600);
+});
+
+test('a policy past half its max_age is fetched again in the background; a failed refresh keeps it until it expires', async () => {
+  let now = Date.now();
+  const p = policies({ now: () => now });
+  await publish('refresh.test', 'f1', { mode: 'enforce', maxAge: 100 });
+  const first = (await p.lookup('refresh.test')).policy!;
+  expect(first.expiresAt).toBe(now + 100_000);
+  now += 40_000; // before half its life: no fetch
+  await p.lookup('refresh.test');
+  await p.idle(5000);
+  expect(requestsFor('refresh.test')).toBe(1);
+  now += 20_000; // 60 s: past half
+  expect((await p.lookup('refresh.test')).policy).toMatchObject({ id: 'f1', fetchedAt: first.fetchedAt }); // answered from the cache
+  await p.idle(5000);
+  expect(requestsFor('refresh.test')).toBe(2);
+  const refreshed = (await p.lookup('refresh.test')).policy!;
+  expect(refreshed.expiresAt).toBe(now + 100_000);
+  // the policy host fails from now on: the policy stays in force until it expires
+  server.set('refresh.test', { certificate: await certFor('refresh.test'), status: 500, body: 'oops\n' });
+  now += 60_000;
+  expect((await p.lookup('refresh.test')).policy).toMatchObject({ id: 'f1', expiresAt: refreshed.expiresAt });
+  await p.idle(5000);
+  expect(requestsFor('refresh.test')).toBe(3);
+  expect((await p.lookup('refresh.test')).policy).toMatchObject({ id: 'f1', mode: 'enforce' });
+  now = refreshed.expiresAt + 1; // expired, and not to be had again: no policy, the failure reported
+  const expired = await p.lookup('refresh.test');
+  expect(expired.policy).toBeUndefined();
+  expect(expired.error).toMatchObject({ result: 'sts-policy-fetch-error' });
 });
