@@ -7,7 +7,8 @@
 // RECHECK_MS per domain, a new id fetches the policy again, a policy past half its life is
 // fetched again in the background, and a failed fetch keeps the policy in force.
 // The parser and MX matcher are small and ours: mailauth's (lib/mta-sts.js) loads its
-// tools module, ~20 MB more in the relay; test/unit/mta-sts-parse.test.ts compares them.
+// tools module, 10-12 MiB more RSS in the running relay (measured with Node 24);
+// test/unit/mta-sts-parse.test.ts compares the two.
 import fs from 'node:fs';
 import https from 'node:https';
 import net from 'node:net';
