@@ -24,8 +24,10 @@ let good: Sink; // 127.0.0.3: certificate names the mx.*.test hosts below
 let wrong: Sink; // 127.0.0.4: certificate names wrong-name.test only
 let plain: Sink; // 127.0.0.5: no STARTTLS
 let untouched: Sink; // 127.0.0.6: good certificate, but no policy lists it
+let selfSigned: Sink; // 127.0.0.7: the sinks' usual self-signed certificate (mx.sink.test)
+let expired: Sink; // 127.0.0.8: from the test CA, names its host, but expired
 
-const GOOD_NAMES = ['mx.enforce-ok.test', 'mx.enforce-nomatch.test', 'mx.persist.test'];
+const GOOD_NAMES = ['mx.enforce-ok.test', 'mx.enforce-nomatch.test', 'mx.persist.test', 'mx.mixed.test', 'mx.testing-nomatch.test', 'mx.unlisted-host.test'];
 
 beforeAll(async () => {
   ensureBuilt();
@@ -35,6 +37,8 @@ beforeAll(async () => {
   wrong = await startSink({ host: '127.0.0.4', port: good.port, certificate: await ca.issue(['wrong-name.test']) });
   plain = await startSink({ host: '127.0.0.5', port: good.port, tls: false });
   untouched = await startSink({ host: '127.0.0.6', port: good.port, certificate: goodCert });
+  selfSigned = await startSink({ host: '127.0.0.7', port: good.port });
+  expired = await startSink({ host: '127.0.0.8', port: good.port, certificate: await ca.issue(['mx.enforce-expired.test'], { expired: true }) });
   policies = await startPolicyServer(POLICY_IP, await ca.issue(['mta-sts.default.test']));
   h = await startHarness(
     { RELAY_MX_PORT: String(good.port), RELAY_DELIVERY_CA_FILE: ca.file, RELAY_RETRY_SCHEDULE: '1h' },
@@ -44,7 +48,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await h?.stop();
-  await Promise.all([good?.close(), wrong?.close(), plain?.close(), untouched?.close(), policies?.close()]);
+  await Promise.all([good?.close(), wrong?.close(), plain?.close(), untouched?.close(), selfSigned?.close(), expired?.close(), policies?.close()]);
 });
 
 /** A recipient domain with one MX host at `ip`, and (unless policy is undefined) an MTA-STS policy. */
@@ -138,6 +142,41 @@ test('enforce, MX offers no STARTTLS: deferred, never sent in clear', async () =
   expect(String(line.reply)).toMatch(/^MTA-STS enforce: mx\.enforce-plain\.test \[127\.0\.0\.5\] does not offer STARTTLS/);
   await new Promise((r) => setTimeout(r, 300));
   expect(plain.messages.filter((m) => m.rcptTo.includes('user@enforce-plain.test'))).toEqual([]);
+});
+
+test('enforce, certificate from an unknown CA, or expired: deferred, certificate-not-trusted / certificate-expired', async () => {
+  await domain('enforce-selfsigned.test', '127.0.0.7', { mode: 'enforce' });
+  await domain('enforce-expired.test', '127.0.0.8', { mode: 'enforce' });
+  const [a, b] = [await send('user@enforce-selfsigned.test', 'sts self-signed'), await send('user@enforce-expired.test', 'sts expired')];
+  const untrusted = await attempt(a);
+  expect(untrusted).toMatchObject({ outcome: 'deferred', tlsFailure: 'certificate-not-trusted' });
+  expect(String(untrusted.reply)).toMatch(/^MTA-STS enforce: the certificate of mx\.enforce-selfsigned\.test does not validate \(DEPTH_ZERO_SELF_SIGNED_CERT/);
+  const old = await attempt(b);
+  expect(old).toMatchObject({ outcome: 'deferred', tlsFailure: 'certificate-expired' });
+  expect(String(old.reply)).toMatch(/does not validate \(CERT_HAS_EXPIRED/);
+  await new Promise((r) => setTimeout(r, 300));
+  expect([...selfSigned.messages, ...expired.messages]).toEqual([]);
+});
+
+test('enforce, two MX hosts and only the second listed: mail goes to the listed one only', async () => {
+  h.dns.set('mixed.test', 'MX', [{ exchange: 'mx.unlisted-host.test', priority: 10 }, { exchange: 'mx.mixed.test', priority: 20 }]);
+  h.dns.set('mx.unlisted-host.test', 'A', ['127.0.0.6']); // valid certificate: only the policy keeps mail away
+  h.dns.set('mx.mixed.test', 'A', ['127.0.0.3']);
+  h.dns.set('_mta-sts.mixed.test', 'TXT', ['v=STSv1; id=m1']);
+  h.dns.set('mta-sts.mixed.test', 'A', [POLICY_IP]);
+  policies.set('mixed.test', { certificate: await ca.issue(['mta-sts.mixed.test']), mode: 'enforce', mx: ['mx.mixed.test'] });
+  const id = await send('user@mixed.test', 'sts mixed');
+  expect(await attempt(id)).toMatchObject({ outcome: 'delivered', host: 'mx.mixed.test', tlsLevel: 'sts', tlsVerified: true });
+  expect(good.messages.some((m) => m.rcptTo.includes('user@mixed.test'))).toBe(true);
+  expect(untouched.connections).toEqual([]);
+});
+
+test('testing, MX host not listed: delivered, the mismatch recorded', async () => {
+  await domain('testing-nomatch.test', '127.0.0.3', { mode: 'testing', mx: ['*.elsewhere.test'] });
+  const id = await send('user@testing-nomatch.test', 'sts testing nomatch');
+  const line = await attempt(id);
+  expect(line).toMatchObject({ outcome: 'delivered', tlsLevel: 'opportunistic', tlsVerified: true, tlsFailure: 'validation-failure' });
+  expect(line.tlsFailureReason).toBe('mx.testing-nomatch.test does not match the policy of testing-nomatch.test (mx: *.elsewhere.test)');
 });
 
 test('testing, certificate names another host: delivered as today, the failure in the log line', async () => {
