@@ -3,9 +3,11 @@
 import net from 'node:net';
 import { acceptMessage } from './accept-message';
 import { parseDestinationLimits, RelayConfig } from './config/schema';
+import { MtaStsPolicies } from './delivery/mta-sts';
 import { QueueRunner } from './delivery/queue-runner';
 import { RetrySchedule } from './delivery/retry-schedule';
 import { startDane } from './delivery/tls-policy/dane-at-start';
+import { createTrustStore } from './delivery/trust-store';
 import { activatePublishedKeys } from './dkim/key-lifecycle';
 import { KeyStore } from './dkim/key-store';
 import { createResolver } from './dns/resolver';
@@ -25,7 +27,6 @@ import { startSubmission } from './submission/server';
 import { loadTlsCertificate } from './submission/tls-certificate';
 import { UserDirectory } from './users/store';
 import { TlsReportCollector } from './tlsrpt/collector';
-import { trustedCas } from './tlsrpt/https-post';
 import { TlsReportSender } from './tlsrpt/sender';
 
 export interface Relay {
@@ -37,7 +38,15 @@ export interface Relay {
   close(timeoutMs?: number): Promise<void>;
 }
 
-export async function startRelay(config: RelayConfig, options: { log?: Logger } = {}): Promise<Relay> {
+export interface StartOptions {
+  log?: Logger;
+  /** Tests only, not a setting: the HTTPS port of MTA-STS policy hosts (443), so a test server on an ephemeral port can serve them. */
+  mtaStsPort?: number;
+  /** Tests only: how long a domain's _mta-sts TXT answer is reused (a minute). */
+  mtaStsRecheckMs?: number;
+}
+
+export async function startRelay(config: RelayConfig, options: StartOptions = {}): Promise<Relay> {
   const log = options.log ?? createLogger(config.log.level);
   // The HTTP listener comes first, so /healthz answers and /readyz says what is still starting
   // while the identity's DNS checks run; a listener open to the network without a token stops here.
@@ -50,7 +59,7 @@ export async function startRelay(config: RelayConfig, options: { log?: Logger } 
     monitor = new RelayMonitor({ startedAt: Date.now(), dataDir: config.dataDir, keysDir: config.keysDir });
     http = await startHttp(settings, monitor.state, monitor.metrics, log);
   }
-  const relay = await startParts(config, log, monitor).catch(async (err: unknown) => {
+  const relay = await startParts(config, options, log, monitor).catch(async (err: unknown) => {
     await http?.close();
     throw err;
   });
@@ -68,7 +77,7 @@ export async function startRelay(config: RelayConfig, options: { log?: Logger } 
   };
 }
 
-async function startParts(config: RelayConfig, log: Logger, monitor: RelayMonitor | undefined): Promise<Relay> {
+async function startParts(config: RelayConfig, options: StartOptions, log: Logger, monitor: RelayMonitor | undefined): Promise<Relay> {
   // The user's reply rules are checked before anything is opened: a bad file stops the start.
   if (config.delivery.classifierRules) {
     try {
@@ -79,17 +88,15 @@ async function startParts(config: RelayConfig, log: Logger, monitor: RelayMonito
   } else {
     setUserRules([]);
   }
+  let trust: ReturnType<typeof createTrustStore>;
+  try {
+    trust = createTrustStore(config.delivery.caFile);
+  } catch (err) {
+    throw new StartError((err as Error).message);
+  }
   // TLS report settings are checked before anything is opened, like the reply rules.
-  let tlsReportCas: string[] = [];
-  if (config.tlsrpt.enabled) {
-    if (!(config.tlsrpt.interval >= 1)) {
-      throw new StartError(`tlsrpt.interval (env RELAY_TLSRPT_INTERVAL) is ${config.tlsrpt.interval} s: give a reporting period of at least 1s (1d is what RFC 8460 asks for), or turn TLS reports off with tlsrpt.enabled = off`);
-    }
-    try {
-      tlsReportCas = trustedCas(config.delivery.caFile);
-    } catch (err) {
-      throw new StartError((err as Error).message);
-    }
+  if (config.tlsrpt.enabled && !(config.tlsrpt.interval >= 1)) {
+    throw new StartError(`tlsrpt.interval (env RELAY_TLSRPT_INTERVAL) is ${config.tlsrpt.interval} s: give a reporting period of at least 1s (1d is what RFC 8460 asks for), or turn TLS reports off with tlsrpt.enabled = off`);
   }
   const resolver = createResolver({ servers: config.dns.servers, timeoutSeconds: config.dns.timeout });
   // Before anything is opened: a fatal identity problem (identity/check-at-start.ts) stops here.
@@ -130,7 +137,7 @@ async function startParts(config: RelayConfig, log: Logger, monitor: RelayMonito
   const keyWatch = keys.watch();
   const keyCheck = startKeyActivation(config, resolver, log);
   // DANE (delivery.dane): the resolver is checked and the verdict logged before delivery starts
-  const tlsPolicy = await startDane(config, log);
+  const dane = await startDane(config, log);
   // TLS reports (RFC 8460): connections are counted from here on, reports sent once the queue runs.
   const tlsReports = config.tlsrpt.enabled
     ? new TlsReportCollector({
@@ -141,6 +148,9 @@ async function startParts(config: RelayConfig, log: Logger, monitor: RelayMonito
     })
     : null;
 
+  const mtaSts = config.delivery.mtaSts && !config.delivery.smarthost
+    ? new MtaStsPolicies({ resolver, trust, dataDir: config.dataDir, log, port: options.mtaStsPort, recheckMs: options.mtaStsRecheckMs })
+    : undefined;
   const queue = new QueueRunner({
     spool,
     log,
@@ -154,7 +164,9 @@ async function startParts(config: RelayConfig, log: Logger, monitor: RelayMonito
     transport: {
       heloName: hostname, localAddress: identity.localAddress ?? undefined, sources: identity.sources,
       connectTimeoutMs: config.delivery.connectTimeout * 1000,
+      verifyingContext: trust.context,
     },
+    tlsPolicy: mtaSts,
     schedule: new RetrySchedule(config.delivery.retrySchedule, config.delivery.retryExpire * 1000),
     concurrency: config.delivery.concurrency,
     limits: {
@@ -166,7 +178,7 @@ async function startParts(config: RelayConfig, log: Logger, monitor: RelayMonito
     bounce: { keys, heloName: hostname },
     delayWarningMs: config.delivery.delayWarning * 1000,
     journal,
-    tlsPolicy,
+    dane,
     tlsReports: tlsReports ?? undefined,
     events: monitor,
   });
@@ -182,7 +194,7 @@ async function startParts(config: RelayConfig, log: Logger, monitor: RelayMonito
       spool,
       keys,
       onQueued: (envelope) => queue.add(envelope),
-      ca: tlsReportCas,
+      ca: trust.ca,
     })
     : null;
   tlsReports?.start();
@@ -279,6 +291,7 @@ async function startParts(config: RelayConfig, log: Logger, monitor: RelayMonito
       await queue.stop(timeoutMs);
       await tlsReports?.stop(); // after the queue: deliveries still running count too
       await journal.close();
+      await mtaSts?.idle();
       await spool.unlock();
       log.info({ queued: queue.size }, 'stopped');
       log.flush?.();

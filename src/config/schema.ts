@@ -144,17 +144,20 @@ convict.addFormat({
     }
   },
 });
+/** on/off (also true/false, yes/no, 1/0): convict's Boolean reads "off" as true. */
+export function parseSwitch(value: string | boolean): boolean | undefined {
+  if (typeof value === 'boolean') return value;
+  const v = value.trim().toLowerCase();
+  if (['on', 'true', 'yes', '1'].includes(v)) return true;
+  if (['off', 'false', 'no', '0'].includes(v)) return false;
+  return undefined;
+}
 convict.addFormat({
   name: 'on-off',
   validate(value: unknown) {
     if (typeof value !== 'boolean') throw new Error(`must be on or off, not "${String(value)}"`);
   },
-  coerce: (value: string) => {
-    const v = String(value).trim().toLowerCase();
-    if (['on', 'true', 'yes', '1'].includes(v)) return true;
-    if (['off', 'false', 'no', '0'].includes(v)) return false;
-    return value;
-  },
+  coerce: (value: string) => parseSwitch(value) ?? value,
 });
 convict.addFormat({
   name: 'seconds',
@@ -368,6 +371,10 @@ export const schema = {
     },
     // above connectionsPerDestination, so one busy destination leaves room for the others
     concurrency: { doc: 'Most delivery connections open at the same time, over all destinations.', format: 'nat', default: 50, env: 'RELAY_DELIVERY_CONCURRENCY' },
+    mtaSts: {
+      doc: 'Honour the MTA-STS policies of recipient domains (RFC 8461): under mode enforce, mail goes only to the MX hosts the policy names, over TLS 1.2+ with a valid certificate, or waits. Policies are cached in the data dir (mta-sts/). off: opportunistic TLS only.',
+      format: 'on-off', default: true, env: 'RELAY_MTA_STS',
+    },
     caFile: {
       doc: 'A PEM file of extra CA certificates trusted besides the built-in ones, for MTA-STS policy fetches, MX certificates under MTA-STS and TLS report POSTs; empty: none. Checked at start.',
       format: String, default: '', env: 'RELAY_DELIVERY_CA_FILE',
@@ -458,7 +465,7 @@ export type RelayConfig = {
     connectionsPerDestination: number; messagesPerConnection: number; throttlePause: number;
     destinationLimits: DestinationLimitRule[];
     classifierRules: string;
-    connectTimeout: number; concurrency: number; dane: boolean; caFile: string;
+    connectTimeout: number; concurrency: number; dane: boolean; mtaSts: boolean; caFile: string;
   };
   queue: { journalDays: number; journalMaxDaySize: number };
   tlsrpt: { enabled: boolean; interval: number; org: string; contact: string };

@@ -30,6 +30,7 @@ import { RetrySchedule } from './retry-schedule';
 import { Destination, orderForAttempt, Route, RouteCache, RouteOptions } from './route';
 import { tlsOutcomeOfDeferral, tlsOutcomeOfOpen } from '../tlsrpt/session-outcome';
 import { TlsOutcome } from './tls-outcome';
+import { DomainTlsPolicy, TlsPolicySource } from './tls-policy';
 import { OpenResult, RecipientResult, SmtpSession, TlsDeferral, TlsRequirement, TransportOptions } from './transport';
 
 export interface QueueRunnerOptions {
@@ -54,11 +55,14 @@ export interface QueueRunnerOptions {
   random?: () => number;
   /** Where a message that leaves the queue is recorded (spool/journal.ts); append must not wait. */
   journal?: { append(record: JournalRecord): void };
+  /** The TLS policy of recipient domains (MTA-STS); absent: opportunistic TLS everywhere. Not for a smarthost. */
+  tlsPolicy?: TlsPolicySource;
   /**
-   * The TLS a connection to an MX host of `domain` must reach (DANE, MTA-STS), or why the host
-   * is not to be tried now ({defer: reply}); undefined: opportunistic TLS.
+   * DANE (delivery.dane): the TLS a connection to an MX host must reach, or why the host is not
+   * to be tried now ({defer: reply}); undefined: no usable TLSA records (MTA-STS or opportunistic).
+   * It takes precedence over MTA-STS for a host that has it (RFC 8461 2).
    */
-  tlsPolicy?: (destination: Destination, domain: string) => Promise<TlsRequirement | TlsDeferral | undefined>;
+  dane?: (destination: Destination, domain: string) => Promise<TlsRequirement | TlsDeferral | undefined>;
   /** Counts each connection's TLS outcome for the TLS reports (RFC 8460); absent: not counted. */
   tlsReports?: { record(outcome: TlsOutcome): void };
   /** Told about outcomes, connections and pauses (metrics, status page). */
@@ -81,6 +85,8 @@ interface Site {
   workers: number;
   /** Workers with an open connection waiting for a job. */
   idle: ((job: Job | null) => void)[];
+  /** The TLS policy of the site's domain(s): it is part of the key, so all its jobs share it. */
+  tls?: DomainTlsPolicy;
 }
 
 /** Most jobs taken from the queue and not finished (routing or waiting at a site). */
@@ -99,6 +105,8 @@ interface Unreachable {
   reply: string;
   host: string;
   ip: string;
+  /** The host failed the TLS policy (MTA-STS), it did connect: the reply says so first. */
+  tlsPolicy?: boolean;
 }
 
 export class QueueRunner {
@@ -348,15 +356,26 @@ export class QueueRunner {
       this.addHistory(job.envelope, { recipients: job.recipients.map((r) => r.address), outcome: route.permanent ? 'failed' : 'deferred', reply: route.reason });
       return this.finishJob(job);
     }
+    // MTA-STS enforce: only the MX hosts its policy names; none of them: deferred, never sent elsewhere
+    const tls = this.options.route.smarthost ? undefined : await this.options.tlsPolicy?.forDomain(domain);
+    const { allowed: destinations, refusal } = tls ? tls.filter(route.destinations) : { allowed: route.destinations, refusal: undefined };
+    if (!destinations.length) {
+      const reply = refusal ?? 'no MX host allowed by the TLS policy';
+      log.info({ id: job.envelope.id, domain, outcome: 'deferred', reply, ...explained(reply) }, 'delivery attempt: refused by TLS policy');
+      for (const r of job.recipients) this.record(job, r, 'deferred', reply);
+      this.addHistory(job.envelope, { recipients: job.recipients.map((r) => r.address), outcome: 'deferred', reply });
+      return this.finishJob(job);
+    }
     const hosts = [...new Set(route.destinations.map((d) => d.host.toLowerCase()))];
-    const siteKey = this.options.route.smarthost ? `smarthost:${this.options.route.smarthost}` : hosts.join(',');
+    const siteKey = (this.options.route.smarthost ? `smarthost:${this.options.route.smarthost}` : hosts.join(',')) + (tls ? `|${tls.key}` : '');
     let site = this.sites.get(siteKey);
     if (!site) {
       const limit = limitFor(hosts, this.rules, this.options.limits);
-      site = { key: siteKey, limit, destinations: route.destinations, jobs: [], workers: 0, idle: [] };
+      site = { key: siteKey, limit, destinations, jobs: [], workers: 0, idle: [] };
       this.sites.set(siteKey, site);
     }
-    site.destinations = route.destinations;
+    site.destinations = destinations;
+    site.tls = tls;
     job.provider = providerOf(site);
     if (this.destinations.pausedUntil(site.limit.key) > Date.now()) {
       this.holdForPause(job, site);
@@ -380,7 +399,8 @@ export class QueueRunner {
 
   /** A site that took no connection moments ago: deferred without a try, an attempt used. */
   private deferUnreachable(job: Job, down: Unreachable): void {
-    const reply = `not tried: ${down.host} [${down.ip}] took no connection ${Math.round((Date.now() - down.at) / 1000)} s ago (${down.reply})`;
+    const ago = Math.round((Date.now() - down.at) / 1000);
+    const reply = down.tlsPolicy ? `${down.reply} (not tried again: ${ago} s ago)` : `not tried: ${down.host} [${down.ip}] took no connection ${ago} s ago (${down.reply})`;
     this.options.log.info({ id: job.envelope.id, domain: job.domain || domainOf(job.recipients[0].address), host: down.host, ip: down.ip, outcome: 'deferred', reply, ...explained(reply) }, 'delivery attempt: destination unreachable');
     for (const r of job.recipients) this.record(job, r, 'deferred', reply, down.host);
     this.addHistory(job.envelope, { recipients: job.recipients.map((r) => r.address), outcome: 'deferred', reply, host: down.host, ip: down.ip });
@@ -438,7 +458,7 @@ export class QueueRunner {
         if (!session) {
           session = await this.openSession(site, job);
           if (!session) break;
-          this.options.events?.connectionOpened(providerOf(site), session.tlsInfo.level);
+          this.options.events?.connectionOpened(providerOf(site), session.tlsOutcome.level);
           sent = 0;
         }
         const outcome = await this.sendJob(site, session, job, sent + 1);
@@ -474,7 +494,7 @@ export class QueueRunner {
    */
   private async openSession(site: Site, job: Job): Promise<SmtpSession | null> {
     const { log } = this.options;
-    // tlsPolicy: the last host failed its TLS policy (DANE), it did not fail to answer
+    // tlsPolicy: the last host failed its TLS policy (DANE, MTA-STS), it did not fail to answer
     let last = { outcome: 'deferred' as Outcome, reply: 'no host tried', host: '', ip: '', tlsPolicy: false };
     for (const destination of orderForAttempt(site.destinations, this.options.random, this.options.route.preference === 'any')) {
       if (this.stopped) break;
@@ -482,30 +502,29 @@ export class QueueRunner {
       const domain = job.domain || domainOf(job.recipients[0].address);
       // A TLS report goes out whatever the TLS policy (RFC 8460 5.3, TLS-Required: No, RFC 8689):
       // a report about failing TLS must reach a domain whose TLS fails.
-      const tls = job.envelope.tlsReport ? undefined : await this.options.tlsPolicy?.(destination, domain);
-      if (tls && 'defer' in tls) {
-        this.reportTls(job, destination, null, tls);
+      const dane = job.envelope.tlsReport ? undefined : await this.options.dane?.(destination, domain);
+      if (dane && 'defer' in dane) {
+        this.reportTls(job, destination, null, dane);
         // the TLS policy rules this host out for now (DANE: its DNSSEC does not validate)
-        last = { outcome: 'deferred', reply: tls.defer, host: destination.host, ip: destination.ip, tlsPolicy: true };
+        last = { outcome: 'deferred', reply: dane.defer, host: destination.host, ip: destination.ip, tlsPolicy: true };
         log.info({
           id: job.envelope.id, domain, host: destination.host, ip: destination.ip,
           outcome: last.outcome, reply: last.reply, ...explained(last.reply, destination.host), durationMs: Date.now() - started,
-          ...(tls.result ? { tlsResult: tls.result } : {}),
+          ...(dane.result ? { tlsPolicy: 'tlsa', tlsFailure: dane.result } : {}),
         }, 'delivery attempt');
         continue;
       }
-      const opened = await SmtpSession.open(destination, this.options.transport, tls);
+      const tls = dane ?? (job.envelope.tlsReport ? undefined : await site.tls?.requirement(destination));
+      const opened = await SmtpSession.open(destination, this.options.transport, { domain, tls });
       this.reportTls(job, destination, opened, tls);
       if ('session' in opened) {
         this.sessions.add(opened.session);
         return opened.session;
       }
-      last = { outcome: opened.error.outcome, reply: opened.error.reply, host: destination.host, ip: destination.ip, tlsPolicy: !!opened.error.tlsFailure };
+      last = { outcome: opened.error.outcome, reply: opened.error.reply, host: destination.host, ip: destination.ip, tlsPolicy: !!opened.error.tls };
       log.info({
         id: job.envelope.id, domain, host: destination.host, ip: destination.ip,
-        outcome: last.outcome, reply: last.reply, ...explained(last.reply, destination.host), durationMs: Date.now() - started,
-        ...(tls ? { tlsPolicy: tls.level, tlsRequired: tls.requireTls } : {}),
-        ...(opened.error.tlsFailure ? { tlsResult: opened.error.tlsFailure.result } : {}),
+        outcome: last.outcome, reply: last.reply, ...explained(last.reply, destination.host), ...tlsFields(opened.error.tls), durationMs: Date.now() - started,
       }, 'delivery attempt');
       if (isThrottling(last.reply)) break;
       // A 5xx greeting is the site's final word; anything else: next host.
@@ -522,10 +541,10 @@ export class QueueRunner {
       for (const j of jobs) this.holdForPause(j, site);
       return null;
     }
-    if (last.outcome === 'deferred' && last.host && !last.tlsPolicy) {
+    if (last.outcome === 'deferred' && last.host) {
       const now = Date.now();
       for (const [key, down] of this.unreachable) if (now >= down.at + UNREACHABLE_MS) this.unreachable.delete(key);
-      this.unreachable.set(site.key, { at: now, reply: last.reply, host: last.host, ip: last.ip });
+      this.unreachable.set(site.key, { at: now, reply: last.reply, host: last.host, ip: last.ip, tlsPolicy: last.tlsPolicy });
     }
     for (const j of jobs) {
       for (const r of j.recipients) this.record(j, r, last.outcome, last.reply, last.host);
@@ -539,7 +558,7 @@ export class QueueRunner {
   private reportTls(job: Job, destination: Destination, opened: OpenResult | null, tls: TlsRequirement | TlsDeferral | undefined): void {
     if (!this.options.tlsReports || !job.domain || job.envelope.tlsReport) return;
     const outcome = opened
-      ? tlsOutcomeOfOpen(opened, destination, job.domain, tls && !('defer' in tls) ? tls : undefined)
+      ? tlsOutcomeOfOpen(opened, job.domain)
       : tls && 'defer' in tls ? tlsOutcomeOfDeferral(tls, destination, job.domain) : undefined;
     if (outcome) this.options.tlsReports.record(outcome);
   }
@@ -557,11 +576,10 @@ export class QueueRunner {
     this.options.events?.messageSent(providerOf(site), durationMs);
     const { host, ip } = session.destination;
     const throttle = result.recipients.find((r) => r.outcome === 'deferred' && isThrottling(r.reply));
-    const tlsInfo = session.tlsInfo;
     for (const outcome of result.recipients) {
       log.info({
         id: envelope.id, domain, host, ip, recipient: outcome.address, outcome: outcome.outcome, reply: outcome.reply,
-        ...explained(outcome.reply, host), tls: session.tls, tlsLevel: tlsInfo.level, tlsVersion: tlsInfo.version, tlsVerified: tlsInfo.verified,
+        ...explained(outcome.reply, host), tls: session.tls, ...tlsFields(session.tlsOutcome),
         onConnection, durationMs,
       }, 'delivery attempt');
     }
@@ -737,6 +755,16 @@ export class QueueRunner {
 /** A site's name in events: its limit rule (all hosts of a provider share it), else its first MX host. */
 function providerOf(site: Site): string {
   return site.limit.rule === 'default' ? site.limit.key.replace(/^host:/, '') : site.limit.rule;
+}
+
+/** What a connection reached in TLS, for the `delivery attempt` line. */
+function tlsFields(outcome: TlsOutcome | undefined): Record<string, unknown> {
+  if (!outcome) return {};
+  return {
+    tlsLevel: outcome.level, tlsVersion: outcome.tlsVersion ?? null, tlsVerified: outcome.verified,
+    ...(outcome.policy.type !== 'no-policy-found' ? { tlsPolicy: outcome.policy.type } : {}),
+    ...(outcome.failure ? { tlsFailure: outcome.failure.result, tlsFailureReason: outcome.failure.reason } : {}),
+  };
 }
 
 /** The class and explanation of a reply, for log lines and the attempt history. */

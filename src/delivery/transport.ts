@@ -4,34 +4,18 @@
 // failed handshake is retried once in clear, which nodemailer does not do by itself.
 // A session carries several messages one after another (RSET after a refused one), which is
 // what the big providers want instead of a connection per message.
+// A TLS policy (MTA-STS, DANE) hands in a TlsRequirement decided before connecting: with
+// requireTls the session is TLS 1.2+ or nothing (no clear-text retry, no STARTTLS offered =
+// failure) and its verify() must accept the certificate. Every session reports what it
+// reached as a TlsOutcome (tls-outcome.ts).
 import net from 'node:net';
 import { Readable } from 'node:stream';
-import type tls from 'node:tls';
+import tls from 'node:tls';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import { outcomeOfError as classifyError, outcomeOfCode as classifyReply, describeError, Outcome } from '../replies/outcome';
 import './dot-stuffing-fast-path';
 import { Destination } from './route';
-import { TlsLevel, TlsPolicyRef, TlsResultType } from './tls-outcome';
-
-/**
- * What one connection must achieve in TLS (DANE, MTA-STS); without one, TLS is opportunistic.
- * requireTls: no STARTTLS, a failed handshake or a failed verify ends the attempt (never
- * plain text). verify: judges the certificate once STARTTLS and the EHLO after it are done,
- * before any MAIL FROM; a failure closes the connection.
- */
-export interface TlsRequirement {
-  level: 'opportunistic' | 'sts' | 'dane';
-  requireTls: boolean;
-  verify?: (socket: tls.TLSSocket) => { ok: true } | { ok: false; result: TlsResultType; reason: string };
-  /** The policy behind it (RFC 8460 policy), for logs and TLS reports. */
-  policy?: TlsPolicyRef;
-}
-
-/** A host not to be connected to now by its TLS policy (DANE: its DNSSEC fails). defer: the reply kept. */
-export interface TlsDeferral { defer: string; result?: TlsResultType; policy?: TlsPolicyRef }
-
-/** The TLS a session reached, for the `delivery attempt` log line. */
-export interface SessionTls { level: TlsLevel; version?: string; verified: boolean }
+import { TlsOutcome, TlsPolicyRef, TlsResultType } from './tls-outcome';
 
 export interface TransportOptions {
   heloName: string;
@@ -39,6 +23,38 @@ export interface TransportOptions {
   /** Source address and HELO name per family (delivery.localAddress with both): used by the destination's family. */
   sources?: { family: 4 | 6; localAddress: string; heloName: string }[];
   connectTimeoutMs: number;
+  /** Trusted CAs (system + delivery.caFile), TLS 1.2+: used for connections with a TLS policy. */
+  verifyingContext?: () => tls.SecureContext;
+}
+
+export type TlsCheck = { ok: true } | { ok: false; result: TlsResultType; reason: string };
+
+/**
+ * What one connection must achieve in TLS, decided before connecting (tls-policy.ts). No
+ * requirement: opportunistic, as RFC 7435 (STARTTLS when offered, any certificate).
+ */
+export interface TlsRequirement {
+  level: 'opportunistic' | 'sts' | 'dane';
+  /** TLS 1.2+ or no delivery: no clear-text fallback; a failed verify() ends the connection. */
+  requireTls: boolean;
+  /** Checks the peer once TLS is up (certificate, name). Without requireTls a failure is only recorded. */
+  verify?: (socket: tls.TLSSocket) => TlsCheck;
+  /** The policy, for the outcome (TLS reports); default no-policy-found. */
+  policy?: TlsPolicyRef;
+  /** A failure known before connecting (e.g. an MX host a testing policy does not list): recorded, not enforced. */
+  noted?: { result: TlsResultType; reason: string };
+  /** Start of the reply text when the requirement defers, e.g. "MTA-STS enforce". */
+  label?: string;
+}
+
+/** A host not to be connected to now by its TLS policy (DANE: its DNSSEC fails). defer: the reply kept. */
+export interface TlsDeferral { defer: string; result?: TlsResultType; policy?: TlsPolicyRef }
+
+/** Where and for whom a session is opened; tls absent = opportunistic. */
+export interface OpenContext {
+  /** Recipient domain, for the TlsOutcome. */
+  domain?: string;
+  tls?: TlsRequirement;
 }
 
 export interface RecipientResult { address: string; outcome: Outcome; reply: string }
@@ -51,13 +67,12 @@ export interface SendResult {
 
 export type OpenResult =
   | { session: SmtpSession }
-  /** tlsFailure: the connection did not meet its TlsRequirement */
-  | { error: { outcome: Outcome; reply: string; tlsFailure?: { result: TlsResultType; reason: string } } };
+  | { error: { outcome: Outcome; reply: string; tls?: TlsOutcome } };
 
 export class SmtpSession {
   private closed = false;
 
-  private constructor(readonly destination: Destination, private readonly connection: SMTPConnection, private readonly requirement?: TlsRequirement) {
+  private constructor(readonly destination: Destination, private readonly connection: SMTPConnection, readonly tlsOutcome: TlsOutcome) {
     connection.on('error', () => undefined); // reported through the callbacks of send()
     connection.once('end', () => {
       this.closed = true;
@@ -66,15 +81,6 @@ export class SmtpSession {
 
   get tls(): boolean {
     return this.connection.secure;
-  }
-
-  /** The TLS level reached: the requirement's when it was met (verified), else opportunistic or none. */
-  get tlsInfo(): SessionTls {
-    if (!this.connection.secure) return { level: 'none', verified: false };
-    const socket = (this.connection as unknown as { _socket?: tls.TLSSocket })._socket;
-    const version = socket?.getProtocol?.() ?? undefined;
-    const verified = !!this.requirement?.verify; // a session with a verify exists only when it passed
-    return { level: verified ? this.requirement!.level : 'opportunistic', version, verified };
   }
 
   /** The server offered STARTTLS: on a session in clear text, TLS was offered but failed (TLS reports). */
@@ -87,12 +93,12 @@ export class SmtpSession {
   }
 
   /**
-   * Connects and says EHLO (STARTTLS when offered, in clear when the handshake fails). With a
-   * requirement that needs TLS: STARTTLS or nothing, and the certificate verified.
+   * Connects and says EHLO: STARTTLS when offered, in clear when the handshake fails, unless
+   * context.tls requires TLS (then that is a failure, and so is a certificate it refuses).
    */
-  static async open(destination: Destination, options: TransportOptions, requirement?: TlsRequirement): Promise<OpenResult> {
-    const first = await connect(destination, options, false, requirement);
-    if ('error' in first && first.tlsFailed && !requirement?.requireTls) return connect(destination, options, true);
+  static async open(destination: Destination, options: TransportOptions, context: OpenContext = {}): Promise<OpenResult> {
+    const first = await connect(destination, options, context);
+    if ('error' in first && first.tlsFailed && !context.tls?.requireTls) return connect(destination, options, context, first.error.reply);
     return first;
   }
 
@@ -225,15 +231,33 @@ export class SmtpSession {
   }
 
   /** @internal */
-  static wrap(destination: Destination, connection: SMTPConnection, requirement?: TlsRequirement): SmtpSession {
-    return new SmtpSession(destination, connection, requirement);
+  static wrap(destination: Destination, connection: SMTPConnection, tlsOutcome: TlsOutcome): SmtpSession {
+    return new SmtpSession(destination, connection, tlsOutcome);
   }
 }
 
-async function connect(destination: Destination, options: TransportOptions, plain: boolean, requirement?: TlsRequirement): Promise<OpenResult & { tlsFailed?: boolean }> {
-  const requireTls = !!requirement?.requireTls;
+/**
+ * One connection attempt. afterTlsFailure: the reply of a first attempt whose TLS handshake
+ * failed; this one then goes in clear (opportunistic only).
+ */
+async function connect(destination: Destination, options: TransportOptions, context: OpenContext, afterTlsFailure?: string): Promise<OpenResult & { tlsFailed?: boolean }> {
+  const plain = afterTlsFailure !== undefined;
+  const requirement = context.tls;
+  const strict = !!requirement?.requireTls;
+  const checked = !!requirement && (strict || !!requirement.verify);
   // Each family has its own source address and the HELO name its PTR gives.
   const source = options.sources?.find((s) => s.family === net.isIP(destination.ip));
+  const tlsOptions: tls.ConnectionOptions = {
+    // the certificate is judged after the handshake (requirement.verify), not by OpenSSL;
+    // socket.authorized then says whether the chain validates, the name is verify's to check
+    rejectUnauthorized: false,
+    checkServerIdentity: () => undefined,
+    // SNI takes a host name only (RFC 6066): none when the destination was given as an IP
+    servername: net.isIP(destination.host) ? undefined : destination.host,
+    minVersion: strict ? 'TLSv1.2' : undefined,
+  };
+  // with a policy: the trusted CAs, so socket.authorized says whether the chain validates
+  if (checked && options.verifyingContext) tlsOptions.secureContext = options.verifyingContext();
   const connection = new SMTPConnection({
     host: destination.ip,
     port: destination.port,
@@ -243,62 +267,62 @@ async function connect(destination: Destination, options: TransportOptions, plai
     connectionTimeout: options.connectTimeoutMs,
     greetingTimeout: options.connectTimeoutMs,
     socketTimeout: 10 * 60 * 1000,
-    opportunisticTLS: !plain && !requireTls,
+    // required TLS: a refused STARTTLS is an error, not a reason to go on in clear
+    opportunisticTLS: !plain && !strict,
     ignoreTLS: plain,
-    requireTLS: requireTls,
-    // SNI takes a host name only (RFC 6066): none when the destination was given as an IP
-    tls: { rejectUnauthorized: false, servername: net.isIP(destination.host) ? undefined : destination.host },
+    tls: tlsOptions,
   });
+  const outcome: TlsOutcome = {
+    domain: context.domain ?? '',
+    mxHost: destination.host,
+    ip: destination.ip,
+    policy: requirement?.policy ?? { type: 'no-policy-found', domain: context.domain ?? '' },
+    level: 'none',
+    verified: false,
+    ...(requirement?.noted ? { failure: { ...requirement.noted } } : {}),
+    at: Date.now(),
+  };
+  const refuse = (failure: { result: TlsResultType; reason: string }): OpenResult => {
+    connection.close();
+    outcome.failure ??= failure;
+    return { error: { outcome: 'deferred', reply: `${requirement?.label ?? 'TLS policy'}: ${failure.reason}`, tls: outcome } };
+  };
   try {
     await new Promise<void>((resolve, reject) => {
       connection.once('error', reject);
       connection.connect((err?: Error) => (err ? reject(err) : resolve()));
     });
     connection.removeAllListeners('error');
-    const failure = requirement && checkRequirement(connection, requirement, destination.host);
-    if (failure) {
-      connection.close();
-      return { error: { outcome: 'deferred', reply: failure.reason, tlsFailure: failure } };
-    }
-    return { session: SmtpSession.wrap(destination, connection, requirement) };
   } catch (err) {
     const e = err as { code?: string; responseCode?: number };
     const tlsFailed = e.code === 'ETLS' || (!connection.secure && /TLS|SSL|handshake/i.test(describeError(err)) && e.responseCode === undefined);
     connection.close();
-    // a server without EHLO cannot do STARTTLS: nodemailer says so with the 5xx to EHLO
-    const noEhlo = requireTls && /does not support required STARTTLS/.test(describeError(err));
-    if (requireTls && (tlsFailed || noEhlo)) {
-      // required TLS is never given up for plain text; a 5xx to STARTTLS is no reason to bounce
-      const noStarttls = noEhlo || (e.code === 'ETLS' && e.responseCode !== undefined);
-      const reason = noStarttls
-        ? `${policyName(requirement!)} requires TLS, but ${destination.host} refused STARTTLS (${describeError(err)})`
-        : `${policyName(requirement!)} requires TLS, but the TLS handshake with ${destination.host} failed (${describeError(err)})`;
-      const tlsFailure = { result: (noStarttls ? 'starttls-not-supported' : 'validation-failure') as TlsResultType, reason };
-      return { tlsFailed, error: { outcome: 'deferred', reply: reason, tlsFailure } };
+    if (tlsFailed && checked) {
+      const failure = { result: 'validation-failure' as const, reason: `no TLS with ${destination.host} [${destination.ip}]: ${describeError(err)}` };
+      if (strict) return { tlsFailed, ...refuse(failure) };
     }
     return { tlsFailed, error: { outcome: classifyError(err), reply: describeError(err) } };
   }
-}
-
-/** Who requires TLS, for a reply text: "DANE", "MTA-STS". */
-function policyName(requirement: TlsRequirement): string {
-  if (requirement.level === 'dane' || requirement.policy?.type === 'tlsa') return 'DANE';
-  if (requirement.level === 'sts' || requirement.policy?.type === 'sts') return 'MTA-STS';
-  return 'the TLS policy';
-}
-
-/** Why a connection does not meet its requirement, or null when it does. */
-function checkRequirement(connection: SMTPConnection, requirement: TlsRequirement, host: string): { result: TlsResultType; reason: string } | null {
-  if (requirement.requireTls && !connection.secure) {
-    return { result: 'starttls-not-supported', reason: `${policyName(requirement)} requires TLS, but the session with ${host} is not encrypted` };
+  if (connection.secure) {
+    const socket = (connection as unknown as { _socket: tls.TLSSocket })._socket;
+    outcome.tlsVersion = socket.getProtocol() ?? undefined;
+    outcome.level = 'opportunistic';
+    const check = requirement?.verify?.(socket);
+    if (check?.ok) {
+      outcome.verified = true;
+      if (!outcome.failure) outcome.level = requirement!.level;
+    } else if (check && !check.ok) {
+      if (strict) return refuse(check);
+      outcome.failure ??= { result: check.result, reason: check.reason };
+    }
+  } else if (plain && checked) {
+    outcome.failure ??= { result: 'validation-failure', reason: `the TLS handshake with ${destination.host} [${destination.ip}] failed (${afterTlsFailure}), so the message went in clear` };
+  } else if (checked) {
+    const failure = { result: 'starttls-not-supported' as const, reason: `${destination.host} [${destination.ip}] does not offer STARTTLS` };
+    if (strict) return refuse(failure);
+    outcome.failure ??= failure;
   }
-  if (!requirement.verify) return null;
-  const socket = (connection as unknown as { _socket?: tls.TLSSocket })._socket;
-  if (!socket || typeof socket.getPeerCertificate !== 'function') {
-    return { result: 'validation-failure', reason: `${policyName(requirement)}: the certificate of ${host} could not be read` };
-  }
-  const verdict = requirement.verify(socket);
-  return verdict.ok ? null : { result: verdict.result, reason: verdict.reason };
+  return { session: SmtpSession.wrap(destination, connection, outcome) };
 }
 
 /** An address with a non-ASCII character needs SMTPUTF8 on the way (RFC 6531). */

@@ -156,6 +156,12 @@ export const BUILT_IN_RULES: ReplyRule[] = [
   { id: 'x.7.x', match: { enhanced: '^[45]\\.7\\.\\d+$' }, class: 'policy', explanation: 'The destination refused the message by its policy (security or content).', fix: 'Read the destination\'s words in the reply; it often names a page with more.', source: 'RFC 3463' },
   // --- local failures: no SMTP reply ---
   { id: 'local-dane', match: { local: true, text: '^DANE' }, class: 'tls', explanation: 'The destination publishes DNSSEC-signed TLSA records (DANE): the relay sends only over TLS with a certificate that matches them, and that did not happen, or the DNSSEC of its records did not validate.', fix: 'Usually the destination\'s to fix (its certificate, TLSA or DNSSEC records); the relay tries again. The reply names the host and what failed.', source: 'RFC 7672' },
+  {
+    id: 'local-mta-sts', match: { local: true, text: '^MTA-STS enforce:' }, class: 'tls',
+    explanation: 'The recipient\'s domain publishes an MTA-STS policy in enforce mode (RFC 8461), and this MX host, its TLS or its certificate does not meet it; the relay sends neither in clear nor to another host.',
+    fix: 'Usually the recipient domain\'s to fix (its MX records, certificate or policy); the relay tries again until the message expires. For a private CA, add it with delivery.caFile.',
+    source: 'RFC 8461 4 and 5',
+  },
   { id: 'local-dns', match: { local: true, text: 'NXDOMAIN|null MX|ENOTFOUND|EAI_AGAIN|ESERVFAIL|no MX|DNS|resolv' }, class: 'dns', explanation: 'The destination\'s mail servers could not be found in DNS.', fix: 'Check the recipient\'s domain; a temporary DNS failure is tried again.' },
   { id: 'local-tls', match: { local: true, text: 'TLS|certificate|STARTTLS|SSL' }, class: 'tls', explanation: 'No TLS connection could be made as required.', fix: 'Check the destination\'s certificate and the TLS policy for it.' },
   { id: 'local-connect', match: { local: true, text: 'ECONNREFUSED|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|ECONNRESET|connect|took no connection|timed? ?out|closed' }, class: 'connect', explanation: 'The destination\'s mail server took no connection, or dropped it.', fix: 'Usually passing: the relay tries again. If it lasts, check that outgoing port 25 is open from this host.' },

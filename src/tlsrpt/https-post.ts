@@ -3,10 +3,8 @@
 // against the system's CAs plus delivery.caFile; a redirect is not followed (a failure, like
 // any answer but 2xx); the whole exchange has a time limit. The host name is looked up with
 // the relay's own resolver (dns.servers), as every other name the relay uses.
-import fs from 'node:fs';
 import https from 'node:https';
 import net from 'node:net';
-import tls from 'node:tls';
 import { Resolver } from '../dns/resolver';
 
 export interface PostOptions {
@@ -14,22 +12,6 @@ export interface PostOptions {
   /** PEM CA certificates trusted (the system's plus delivery.caFile). */
   ca: string[];
   timeoutMs: number;
-}
-
-const PEM_BLOCK = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g;
-
-/** The system's CAs plus those of `caFile`; throws naming the setting when the file is unusable. */
-export function trustedCas(caFile: string): string[] {
-  if (!caFile) return [...tls.rootCertificates];
-  let text: string;
-  try {
-    text = fs.readFileSync(caFile, 'utf8');
-  } catch (err) {
-    throw new Error(`delivery.caFile (env RELAY_DELIVERY_CA_FILE) ${caFile} cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}): give a readable PEM file of CA certificates, or leave it empty`);
-  }
-  const blocks = text.match(PEM_BLOCK) ?? [];
-  if (!blocks.length) throw new Error(`delivery.caFile (env RELAY_DELIVERY_CA_FILE) ${caFile} holds no PEM certificate: give a PEM file of CA certificates, or leave it empty`);
-  return [...tls.rootCertificates, ...blocks];
 }
 
 /** POSTs `body`; resolves with the HTTP status on 2xx, rejects with what went wrong otherwise. */

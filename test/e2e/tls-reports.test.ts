@@ -16,7 +16,7 @@ import { generateKey } from '../../src/dkim/keygen';
 import { verifyDkim } from '../helpers/dkim-verify';
 import { DOMAIN, HELO, Harness, logLines, RELAY_IP, rawMessage, startHarness, submit, waitForLog } from '../helpers/relay-harness';
 import { Sink, SinkMessage, startSink, testCertificate } from '../helpers/sink';
-import { issueCertificate, makeTestCa } from '../helpers/test-ca';
+import { issueCertificate, makeTestCa } from '../helpers/issued-test-ca';
 
 const INTERVAL_MS = 10_000;
 const ORG = 'Example Relay Operators';

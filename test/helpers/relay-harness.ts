@@ -11,7 +11,7 @@ import { RelayConfig } from '../../src/config/schema';
 import { activateKey } from '../../src/dkim/key-lifecycle';
 import { generateKey } from '../../src/dkim/keygen';
 import { createResolver } from '../../src/dns/resolver';
-import { startRelay, Relay } from '../../src/relay';
+import { startRelay, Relay, StartOptions } from '../../src/relay';
 import { startDnsServer, TestDnsServer } from './dns-server';
 import { Sink, SinkOptions, startSink } from './sink';
 
@@ -33,7 +33,8 @@ export interface Harness {
   stop(): Promise<void>;
 }
 
-export async function startHarness(env: Record<string, string> = {}): Promise<Harness> {
+/** relayOptions: startRelay's internal (test-only) options, e.g. mtaStsPort. */
+export async function startHarness(env: Record<string, string> = {}, relayOptions: Omit<StartOptions, 'log'> = {}): Promise<Harness> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dkim-relay-e2e-'));
   const dns = await startDnsServer({ host: '127.0.0.1' });
   const keysDir = path.join(dir, 'keys');
@@ -61,7 +62,7 @@ export async function startHarness(env: Record<string, string> = {}): Promise<Ha
   const start = async (extra: Record<string, string>) => {
     const config = loadConfig({ env: { ...baseEnv, ...extra } });
     const log = pino({ level: 'debug' }, pino.destination({ dest: logFile, sync: true, append: true }));
-    return { config, relay: await startRelay(config, { log }) };
+    return { config, relay: await startRelay(config, { ...relayOptions, log }) };
   };
   let { config, relay } = await start({});
   const harness: Harness = {

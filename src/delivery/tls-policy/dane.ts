@@ -104,7 +104,7 @@ export class Dane {
     const usable = records.filter(isUsable);
     if (!usable.length) {
       // RFC 7672 2.2: encryption is still required, authentication is not possible
-      return { kind: 'require', requirement: { level: 'opportunistic', requireTls: true, policy } };
+      return { kind: 'require', requirement: { level: 'opportunistic', requireTls: true, policy, label: 'DANE' } };
     }
     return {
       kind: 'require',
@@ -112,10 +112,11 @@ export class Dane {
         level: 'dane',
         requireTls: true,
         policy,
+        label: 'DANE',
         verify: (socket: tls.TLSSocket) => {
           const result = matchChain(peerChain(socket), usable, [base]);
           if (result.ok) return { ok: true };
-          return { ok: false, result: result.result, reason: `DANE: the certificate of ${base} does not match its TLSA records: ${result.reason}` };
+          return { ok: false, result: result.result, reason: `the certificate of ${base} does not match its TLSA records: ${result.reason}` };
         },
       },
     };
