@@ -11,6 +11,8 @@ import { establishIdentity } from './identity/check-at-start';
 import { createLogger, Logger } from './log';
 import { NetworkList } from './policy/client-access';
 import { Spool } from './spool/spool';
+import { RedisDestinationState } from './shared-state/redis-destination-state';
+import { SharedRedis } from './shared-state/shared-redis';
 import { StartError, explainDataDirError, explainListenError } from './start-errors';
 import { AuthFailures } from './submission/auth-failures';
 import { loadRulesFile, setUserRules } from './replies/verdict';
@@ -22,6 +24,10 @@ import { UserDirectory } from './users/store';
 export interface Relay {
   ports: { starttls: number; tls?: number };
   queue: QueueRunner;
+  /** This node's name (node.name, else the HELO name): the `node` field of its log lines. */
+  nodeName: string;
+  /** The Redis connection shared with other nodes, when redis.url is set. */
+  shared: SharedRedis | null;
   /** Stops accepting, lets deliveries in flight finish (up to `timeoutMs`), keeps the rest queued. */
   close(timeoutMs?: number): Promise<void>;
 }
@@ -42,6 +48,8 @@ export async function startRelay(config: RelayConfig, options: { log?: Logger } 
   // Before anything is opened: a fatal identity problem (identity/check-at-start.ts) stops here.
   const identity = await establishIdentity(config, resolver, log);
   const hostname = identity.heloName;
+  const nodeName = config.node.name || hostname;
+  log.setBindings({ node: nodeName });
   const spool = new Spool(config.dataDir);
   await spool.lock().catch((err: unknown) => {
     throw explainDataDirError(err, config.dataDir);
@@ -59,6 +67,10 @@ export async function startRelay(config: RelayConfig, options: { log?: Logger } 
   // every unusable key is logged now, and again whenever the store changes, not at the first message
   const keyWatch = keys.watch();
   const keyCheck = startKeyActivation(config, resolver, log);
+
+  // Several nodes: limits, rates, pauses and login counters shared through Redis.
+  const shared = config.redis.url ? new SharedRedis({ url: config.redis.url, nodeName, log }) : null;
+  if (shared) await shared.start();
 
   const queue = new QueueRunner({
     spool,
@@ -82,6 +94,7 @@ export async function startRelay(config: RelayConfig, options: { log?: Logger } 
       messagesPerConnection: config.delivery.messagesPerConnection,
       throttlePause: config.delivery.throttlePause,
     },
+    destinations: shared ? new RedisDestinationState(shared, log) : undefined,
     bounce: { keys, heloName: hostname },
     delayWarningMs: config.delivery.delayWarning * 1000,
   });
@@ -154,6 +167,7 @@ export async function startRelay(config: RelayConfig, options: { log?: Logger } 
     keyWatch.stop();
     await keyCheck.stop();
     await queue.stop(0);
+    await shared?.close();
     await spool.unlock();
     throw explainListenError(err, config.submission);
   });
@@ -161,12 +175,15 @@ export async function startRelay(config: RelayConfig, options: { log?: Logger } 
   return {
     ports: submission.ports,
     queue,
+    nodeName,
+    shared,
     async close(timeoutMs = 10_000) {
       keyWatch.stop();
       await keyCheck.stop();
       await submission.close();
       authFailures.close();
       await queue.stop(timeoutMs);
+      await shared?.close();
       await spool.unlock();
       log.info({ queued: queue.size }, 'stopped');
       log.flush?.();
