@@ -11,6 +11,7 @@ import { establishIdentity } from './identity/check-at-start';
 import { createLogger, Logger } from './log';
 import { NetworkList } from './policy/client-access';
 import { Spool } from './spool/spool';
+import { RedisAuthCounters } from './shared-state/redis-auth-counters';
 import { RedisDestinationState } from './shared-state/redis-destination-state';
 import { SharedRedis } from './shared-state/shared-redis';
 import { StartError, explainDataDirError, explainListenError } from './start-errors';
@@ -106,6 +107,7 @@ export async function startRelay(config: RelayConfig, options: { log?: Logger } 
     maxUserFailures: config.auth.maxUserFailures,
     blockMs: config.auth.blockTime * 1000,
     delayMs: config.auth.failureDelay * 1000,
+    counters: shared ? new RedisAuthCounters(shared) : undefined,
     log,
   });
   const submission = await startSubmission({
