@@ -35,6 +35,8 @@ export interface Relay {
 
 export async function startRelay(config: RelayConfig, options: { log?: Logger } = {}): Promise<Relay> {
   const log = options.log ?? createLogger(config.log.level);
+  // The node's name on every line; when it is the HELO name found at start, from then on.
+  if (config.node.name || config.delivery.heloName) log.setBindings({ node: config.node.name || config.delivery.heloName });
   // The user's reply rules are checked before anything is opened: a bad file stops the start.
   if (config.delivery.classifierRules) {
     try {

@@ -11,6 +11,8 @@ import { Logger } from '../log';
 export const CALL_TIMEOUT_MS = 200;
 /** How often a node says it is alive (and reads the pauses, see redis-destination-state.ts). */
 export const HEARTBEAT_MS = 500;
+/** Calls in a row that time out or fail before the node says it fell back (one slow call is no outage). */
+const FAILURES_FOR_FALLBACK = 3;
 /** A node not heard of for this long no longer counts as alive. */
 const NODE_ALIVE_MS = 5000;
 
@@ -32,6 +34,7 @@ export class SharedRedis {
   readonly nodeName: string;
   private readonly log: Logger;
   private usable = true;
+  private failures = 0;
   private aliveNodes = 1;
   private readonly tickers: (() => Promise<void>)[] = [];
   private timer: NodeJS.Timeout | null = null;
@@ -70,7 +73,8 @@ export class SharedRedis {
   }
 
   /**
-   * Runs a Redis call; undefined when Redis is down, slow or errs (logged once per outage).
+   * Runs a Redis call; undefined when Redis is down, slow or errs (the caller then works on
+   * local state; logged once per outage, after FAILURES_FOR_FALLBACK failures in a row).
    * Not tried at all while the connection is down, so a fallback costs nothing.
    */
   async call<T>(what: string, fn: (client: Redis) => Promise<T>): Promise<T | undefined> {
@@ -80,10 +84,13 @@ export class SharedRedis {
     }
     try {
       const value = await fn(this.client);
+      this.failures = 0;
       this.markUp();
       return value;
     } catch (err) {
-      this.markDown(`${what}: ${(err as Error).message}`);
+      // This call's caller goes on locally either way; the fallback is declared (and logged)
+      // when the failures go on.
+      if (++this.failures >= FAILURES_FOR_FALLBACK) this.markDown(`${what}: ${(err as Error).message}`);
       return undefined;
     }
   }
