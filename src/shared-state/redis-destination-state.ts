@@ -85,6 +85,8 @@ export class RedisDestinationState implements DestinationState {
     const id = `${this.shared.nodeName}:${process.pid}:${++this.serial}`;
     const taken = await this.shared.call('connection lease', () => this.scripts.leaseAcquire(leaseKey(key), max, this.ttl, id));
     let lease: Lease | null;
+    // A call that timed out may still have added its lease in Redis: never renewed (its id
+    // is not kept), it frees its slot after the TTL, as a crashed node's would.
     if (taken === undefined) {
       // Redis away: this node's share of the limit, counted by the connections it holds.
       lease = this.local.acquireNow(key, Math.max(1, Math.floor(max / this.shared.nodes)));
