@@ -2,7 +2,8 @@
 // port, source address (127.0.0.21-23), HELO name and spool, one real redis-server (on a unix
 // socket) and sink MXs that see every node's connections. What the receivers count across all
 // of a sender's IPs must hold across the nodes: the connection limit, the message rate, the
-// pause after a throttling reply; login guessing spread over the nodes is limited as on one.
+// pause after a throttling reply; login guessing spread over the nodes (in a row or all at
+// once) gets no more password checks than on one.
 // Redis killed in the middle of a burst loses nothing; once it is back, sharing resumes.
 import { Harness, logLines, rawMessage, startHarness, submit, waitForLog } from '../helpers/relay-harness';
 import { login } from '../helpers/login';
@@ -143,6 +144,15 @@ test('failed logins count across nodes: 2 + 2 guesses on two nodes block the add
   // the third node never saw a guess from it, and refuses it all the same
   const third = await login(nodes[2].relay.ports.starttls, client, 'mallory', 'guess');
   expect(third.reply).toMatch(/^421 4\.7\.0 too many failed logins from 127\.0\.0\.30/);
+}, 60_000);
+
+test('12 guesses at once, 4 on each node, get no more password checks than on one node: 4', async () => {
+  const client = '127.0.0.31';
+  const replies = await Promise.all(Array.from({ length: 12 }, (_, i) => login(nodes[i % 3].relay.ports.starttls, client, `user${i}`, 'guess')));
+  const checked = nodes.flatMap((h) => logLines(h).filter((l) => l.msg === 'authentication failed' && l.client === client));
+  expect(checked.length).toBeLessThanOrEqual(4);
+  expect(replies.filter((r) => /^535 /.test(r.reply)).length).toBeLessThanOrEqual(3);
+  expect(replies.filter((r) => /^421 4\.7\.0 /.test(r.reply)).length).toBeGreaterThanOrEqual(8);
 }, 60_000);
 
 test('Redis killed in the middle of a burst: nothing is lost, delivery goes on (each node on its share); Redis back: sharing resumes', async () => {
