@@ -11,9 +11,9 @@ import { establishIdentity } from './identity/check-at-start';
 import { createLogger, Logger } from './log';
 import { NetworkList } from './policy/client-access';
 import { Spool } from './spool/spool';
-import { RedisAuthCounters } from './shared-state/redis-auth-counters';
-import { RedisDestinationState } from './shared-state/redis-destination-state';
-import { SharedRedis } from './shared-state/shared-redis';
+import type { SharedRedis } from './shared-state/shared-redis';
+import type { RedisAuthCounters } from './shared-state/redis-auth-counters';
+import type { RedisDestinationState } from './shared-state/redis-destination-state';
 import { StartError, explainDataDirError, explainListenError } from './start-errors';
 import { AuthFailures } from './submission/auth-failures';
 import { loadRulesFile, setUserRules } from './replies/verdict';
@@ -71,9 +71,18 @@ export async function startRelay(config: RelayConfig, options: { log?: Logger } 
   const keyWatch = keys.watch();
   const keyCheck = startKeyActivation(config, resolver, log);
 
-  // Several nodes: limits, rates, pauses and login counters shared through Redis.
-  const shared = config.redis.url ? new SharedRedis({ url: config.redis.url, nodeName, log }) : null;
-  if (shared) await shared.start();
+  // Several nodes: limits, rates, pauses and login counters shared through Redis (its client
+  // is loaded only then: a relay on its own does not carry it).
+  let shared: SharedRedis | null = null;
+  let sharedState: { destinations: RedisDestinationState; auth: RedisAuthCounters } | null = null;
+  if (config.redis.url) {
+    const [{ SharedRedis }, { RedisDestinationState }, { RedisAuthCounters }] = await Promise.all([
+      import('./shared-state/shared-redis'), import('./shared-state/redis-destination-state'), import('./shared-state/redis-auth-counters'),
+    ]);
+    shared = new SharedRedis({ url: config.redis.url, nodeName, log });
+    sharedState = { destinations: new RedisDestinationState(shared, log), auth: new RedisAuthCounters(shared) };
+    await shared.start();
+  }
 
   const queue = new QueueRunner({
     spool,
@@ -97,7 +106,7 @@ export async function startRelay(config: RelayConfig, options: { log?: Logger } 
       messagesPerConnection: config.delivery.messagesPerConnection,
       throttlePause: config.delivery.throttlePause,
     },
-    destinations: shared ? new RedisDestinationState(shared, log) : undefined,
+    destinations: sharedState?.destinations,
     bounce: { keys, heloName: hostname },
     delayWarningMs: config.delivery.delayWarning * 1000,
   });
@@ -109,7 +118,7 @@ export async function startRelay(config: RelayConfig, options: { log?: Logger } 
     maxUserFailures: config.auth.maxUserFailures,
     blockMs: config.auth.blockTime * 1000,
     delayMs: config.auth.failureDelay * 1000,
-    counters: shared ? new RedisAuthCounters(shared) : undefined,
+    counters: sharedState?.auth,
     log,
   });
   const submission = await startSubmission({
