@@ -69,6 +69,8 @@ export class RedisDestinationState implements DestinationState {
   private readonly leases = new Map<string, Set<string>>();
   /** Pauses as last read from Redis or set here. */
   private readonly pauses = new Map<string, number>();
+  /** Pauses set here, written again each heartbeat while they last (Redis may have lost them). */
+  private readonly ownPauses = new Map<string, number>();
   private readonly ttl: number;
   private readonly renewMs: number;
   private renewedAt = 0;
@@ -124,6 +126,7 @@ export class RedisDestinationState implements DestinationState {
   pause(key: string, untilMs: number): boolean {
     const was = this.pausedUntil(key);
     if (untilMs > was) this.pauses.set(key, untilMs);
+    this.ownPauses.set(key, Math.max(untilMs, this.ownPauses.get(key) ?? 0));
     // No expiry on the set: each node's heartbeat drops the pauses that are over.
     void this.shared.call('pause', (c) => c.zadd(PAUSES, 'GT', untilMs, key));
     return was === 0;
@@ -141,6 +144,16 @@ export class RedisDestinationState implements DestinationState {
   /** Each heartbeat: the pauses of all nodes; every RENEW_MS: this node's leases renewed. */
   private async tick(): Promise<void> {
     const now = Date.now();
+    // This node's pauses again (ZADD GT keeps a longer one): after Redis restarted empty,
+    // the other nodes learn of them all the same.
+    for (const [key, until] of this.ownPauses) if (until <= now) this.ownPauses.delete(key);
+    if (this.ownPauses.size && this.shared.up) {
+      await this.shared.call('pause', (c) => {
+        const m = c.multi();
+        for (const [key, until] of this.ownPauses) m.zadd(PAUSES, 'GT', until, key);
+        return m.exec();
+      });
+    }
     const read = await this.shared.call('pauses', (c) => c.multi().zremrangebyscore(PAUSES, '-inf', now).zrangebyscore(PAUSES, now, '+inf', 'WITHSCORES').exec());
     const pairs = read?.[1]?.[1] as string[] | undefined;
     for (let i = 0; pairs && i + 1 < pairs.length; i += 2) {

@@ -35,6 +35,8 @@ export class SharedRedis {
   private readonly log: Logger;
   private usable = true;
   private failures = 0;
+  /** The client's last connection error (wrong password, refused...), for the fallback line. */
+  private lastError = '';
   private aliveNodes = 1;
   private readonly tickers: (() => Promise<void>)[] = [];
   private timer: NodeJS.Timeout | null = null;
@@ -53,11 +55,17 @@ export class SharedRedis {
       retryStrategy: () => 1000,
       lazyConnect: false,
     });
-    // ioredis emits every failed (re)connect; the fallback line below says it once.
-    this.client.on('error', () => undefined);
+    // ioredis emits every failed (re)connect; the fallback line below says it once, with the
+    // last of these errors (its messages name no password).
+    this.client.on('error', (err: Error) => {
+      this.lastError = err.message;
+    });
     this.client.on('ready', () => this.markUp());
+    // A moment later, so the line can name the error that closed it (it may come after).
     this.client.on('close', () => {
-      if (!this.closed) this.markDown('connection lost');
+      setTimeout(() => {
+        if (!this.closed && this.client.status !== 'ready') this.markDown(`connection lost${this.lastError ? `: ${this.lastError}` : ''}`);
+      }, 100).unref();
     });
     this.log.info({ redis: maskedUrl(options.url), node: this.nodeName }, 'sharing limits, pauses and login counters with other nodes through Redis');
   }
@@ -79,7 +87,7 @@ export class SharedRedis {
    */
   async call<T>(what: string, fn: (client: Redis) => Promise<T>): Promise<T | undefined> {
     if (this.closed || this.client.status !== 'ready') {
-      this.markDown('not connected');
+      this.markDown(`not connected${this.lastError ? `: ${this.lastError}` : ''}`);
       return undefined;
     }
     try {
@@ -109,7 +117,7 @@ export class SharedRedis {
         new Promise((resolve) => { timer = setTimeout(resolve, 1000); }),
       ]);
       clearTimeout(timer);
-      if ((this.client.status as string) !== 'ready') this.markDown('not reachable at start');
+      if ((this.client.status as string) !== 'ready') this.markDown(`not reachable at start${this.lastError ? `: ${this.lastError}` : ''}`);
     }
     const tick = async () => {
       await this.heartbeat();

@@ -102,7 +102,7 @@ test('failed logins count across nodes: capacity 4, two failures on each node bl
   expect(await b.auth.loggedInFrom('user:dave', 'address:198.51.100.8', 60_000, Date.now())).toBe(false);
 });
 
-test('Redis gone: each node takes its share of a limit (4 over 2 nodes: 2 each), logs the fallback once; Redis back: logged once, shared again', async () => {
+test('Redis gone: each node takes its share of a limit (4 over 2 nodes: 2 each), logs the fallback once; Redis back: logged once, shared again (leases and the pauses of the outage too)', async () => {
   const a = await node('a');
   const b = await node('b');
   await sleep(HEARTBEAT_MS * 2 + 100); // both heartbeats seen: 2 nodes alive
@@ -114,6 +114,10 @@ test('Redis gone: each node takes its share of a limit (4 over 2 nodes: 2 each),
   expect(Date.now() - start).toBeLessThan(1000); // no waiting on a dead Redis
   expect(got.filter(Boolean)).toHaveLength(2);
   expect(await a.state.takeRate('rule:share.test', { count: 10, periodMs: 1000, burst: 1 })).toBe(0);
+  // a throttling reply while Redis is away pauses this node at once, the others once it is back
+  const pausedUntil = Date.now() + 60_000;
+  a.state.pause('rule:paused-in-outage.test', pausedUntil);
+  expect(a.state.pausedUntil('rule:paused-in-outage.test')).toBe(pausedUntil);
   await sleep(HEARTBEAT_MS * 3);
   const fellBack = lines.slice(before).filter((l) => l.node === 'a' && /Redis unusable/.test(String(l.msg)));
   expect(fellBack).toHaveLength(1);
@@ -122,8 +126,10 @@ test('Redis gone: each node takes its share of a limit (4 over 2 nodes: 2 each),
   while (!(a.shared.up && b.shared.up) && Date.now() < deadline) await sleep(100);
   expect(a.shared.up).toBe(true);
   expect(lines.slice(before).filter((l) => l.node === 'a' && /Redis is back/.test(String(l.msg)))).toHaveLength(1);
-  // the leases taken during the outage are put back into Redis at the next renewal
-  await sleep(400);
+  // the leases taken during the outage are put back into Redis at the next renewal, and the
+  // pause reaches the other node
+  await sleep(HEARTBEAT_MS * 2 + 100);
+  expect(b.state.pausedUntil('rule:paused-in-outage.test')).toBe(pausedUntil);
   expect(await b.state.acquire('rule:share.test', 4)).not.toBeNull();
   expect(await b.state.acquire('rule:share.test', 4)).not.toBeNull();
   expect(await b.state.acquire('rule:share.test', 4)).toBeNull();
