@@ -9,8 +9,9 @@
 // rate waits for its turn without using up an attempt. A throttling reply pauses the
 // destination for its `throttlePause`; its jobs wait without using up attempts. Connection
 // slots, rates and pauses live in a DestinationState (in memory, or shared by all nodes
-// through Redis), whose answers may take a moment (a Redis round trip). A site none of whose hosts took a connection is not tried
-// again for a minute: mail for it is deferred at once (Postfix's "dead destination"). Each
+// through Redis), whose answers may take a moment (a Redis round trip). A site none of whose
+// hosts took a connection is not tried again for a minute: mail for it is deferred at once
+// (Postfix's "dead destination"). Each
 // recipient keeps its own outcome; a deferred one is tried again on the retry schedule until
 // it expires. After every job the message's state is written to the spool, so a delivered
 // recipient is not sent again after a restart. When no job of a message is running, failed
