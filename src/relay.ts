@@ -19,6 +19,9 @@ import { createLogger, Logger } from './log';
 import { NetworkList } from './policy/client-access';
 import { JournalWriter } from './spool/journal';
 import { Spool, SpoolEnvelope } from './spool/spool';
+import type { SharedRedis } from './shared-state/shared-redis';
+import type { RedisAuthCounters } from './shared-state/redis-auth-counters';
+import type { RedisDestinationState } from './shared-state/redis-destination-state';
 import { StartError, explainDataDirError, explainListenError } from './start-errors';
 import { AuthFailures } from './submission/auth-failures';
 import { loadRulesFile, setUserRules } from './replies/verdict';
@@ -34,6 +37,10 @@ export interface Relay {
   /** The HTTP listener (http.listen), when there is one. */
   http?: { host: string; port: number };
   queue: QueueRunner;
+  /** This node's name (node.name, else the HELO name): the `node` field of its log lines. */
+  nodeName: string;
+  /** The Redis connection shared with other nodes, when redis.url is set. */
+  shared: SharedRedis | null;
   /** Stops accepting, lets deliveries in flight finish (up to `timeoutMs`), keeps the rest queued. */
   close(timeoutMs?: number): Promise<void>;
 }
@@ -48,6 +55,8 @@ export interface StartOptions {
 
 export async function startRelay(config: RelayConfig, options: StartOptions = {}): Promise<Relay> {
   const log = options.log ?? createLogger(config.log.level);
+  // The node's name on every line; when it is the HELO name found at start, from then on.
+  if (config.node.name || config.delivery.heloName) log.setBindings({ node: config.node.name || config.delivery.heloName });
   // The HTTP listener comes first, so /healthz answers and /readyz says what is still starting
   // while the identity's DNS checks run; a listener open to the network without a token stops here.
   // Loaded only then: a relay without it carries neither prom-client nor the page.
@@ -103,6 +112,8 @@ async function startParts(config: RelayConfig, options: StartOptions, log: Logge
   const identity = await establishIdentity(config, resolver, log);
   if (monitor) monitor.state.identity = identity;
   const hostname = identity.heloName;
+  const nodeName = config.node.name || hostname;
+  log.setBindings({ node: nodeName });
   const spool = new Spool(config.dataDir);
   await spool.lock().catch((err: unknown) => {
     throw explainDataDirError(err, config.dataDir);
@@ -151,6 +162,19 @@ async function startParts(config: RelayConfig, options: StartOptions, log: Logge
   const mtaSts = config.delivery.mtaSts && !config.delivery.smarthost
     ? new MtaStsPolicies({ resolver, trust, dataDir: config.dataDir, log, port: options.mtaStsPort, recheckMs: options.mtaStsRecheckMs })
     : undefined;
+  // Several nodes: limits, rates, pauses and login counters shared through Redis (its client
+  // is loaded only then: a relay on its own does not carry it).
+  let shared: SharedRedis | null = null;
+  let sharedState: { destinations: RedisDestinationState; auth: RedisAuthCounters } | null = null;
+  if (config.redis.url) {
+    const [{ SharedRedis }, { RedisDestinationState }, { RedisAuthCounters }] = await Promise.all([
+      import('./shared-state/shared-redis'), import('./shared-state/redis-destination-state'), import('./shared-state/redis-auth-counters'),
+    ]);
+    shared = new SharedRedis({ url: config.redis.url, nodeName, log });
+    sharedState = { destinations: new RedisDestinationState(shared, log), auth: new RedisAuthCounters(shared) };
+    await shared.start();
+  }
+
   const queue = new QueueRunner({
     spool,
     log,
@@ -175,6 +199,7 @@ async function startParts(config: RelayConfig, options: StartOptions, log: Logge
       messagesPerConnection: config.delivery.messagesPerConnection,
       throttlePause: config.delivery.throttlePause,
     },
+    destinations: sharedState?.destinations,
     bounce: { keys, heloName: hostname },
     delayWarningMs: config.delivery.delayWarning * 1000,
     journal,
@@ -206,6 +231,7 @@ async function startParts(config: RelayConfig, options: StartOptions, log: Logge
     maxUserFailures: config.auth.maxUserFailures,
     blockMs: config.auth.blockTime * 1000,
     delayMs: config.auth.failureDelay * 1000,
+    counters: sharedState?.auth,
     log,
   });
   const submission = await startSubmission({
@@ -273,6 +299,7 @@ async function startParts(config: RelayConfig, options: StartOptions, log: Logge
     await queue.stop(0);
     await tlsReports?.stop();
     await journal.close();
+    await shared?.close();
     await spool.unlock();
     throw explainListenError(err, config.submission);
   });
@@ -281,6 +308,8 @@ async function startParts(config: RelayConfig, options: StartOptions, log: Logge
   return {
     ports: submission.ports,
     queue,
+    nodeName,
+    shared,
     async close(timeoutMs = 10_000) {
       if (monitor) monitor.state.submissionListening = false;
       keyWatch.stop();
@@ -292,6 +321,7 @@ async function startParts(config: RelayConfig, options: StartOptions, log: Logge
       await tlsReports?.stop(); // after the queue: deliveries still running count too
       await journal.close();
       await mtaSts?.idle();
+      await shared?.close();
       await spool.unlock();
       log.info({ queued: queue.size }, 'stopped');
       log.flush?.();

@@ -160,6 +160,15 @@ convict.addFormat({
   coerce: (value: string) => parseSwitch(value) ?? value,
 });
 convict.addFormat({
+  name: 'redis-url',
+  validate(value: unknown) {
+    const v = String(value);
+    if (v && !/^rediss?:\/\/[^\s]+$/i.test(v) && !v.startsWith('/')) {
+      throw new Error('must be a Redis URL such as redis://127.0.0.1:6379 (redis://:PASSWORD@host:port/DB, rediss:// for TLS) or a unix socket path, or empty for no Redis');
+    }
+  },
+});
+convict.addFormat({
   name: 'seconds',
   validate(value: unknown) {
     if (typeof value !== 'number' || !(value >= 0)) throw new Error('must be a duration such as 30s, 5m, 1h');
@@ -199,6 +208,24 @@ export function parseDurationList(value: string): number[] {
   });
 }
 
+/** A message rate of delivery.destinationLimits (GCRA: shared-state/gcra.ts). */
+export interface Rate {
+  count: number;
+  periodMs: number;
+  /** Messages that may go at once after a quiet time; 1: evenly spread. */
+  burst: number;
+}
+
+export const PERIODS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** "100/h" (also /s, /m, /d) into a rate; throws saying what is wrong. */
+export function parseRate(text: string, burst = 1): Rate {
+  const m = /^\s*(\d+)\s*\/\s*([smhd])\s*$/i.exec(String(text));
+  if (!m || Number(m[1]) < 1) throw new Error(`"${text}" is not a rate: write messages per period, such as 100/h (also /s, /m, /d)`);
+  if (!Number.isInteger(burst) || burst < 1) throw new Error(`burst must be a whole number >= 1 (got ${burst})`);
+  return { count: Number(m[1]), periodMs: PERIODS[m[2].toLowerCase()], burst };
+}
+
 /** One entry of delivery.destinationLimits: limits for MX hosts matching a pattern. */
 export interface DestinationLimitRule {
   /** MX host name pattern: "*.protection.outlook.com" (any subdomain) or an exact host name. */
@@ -207,6 +234,8 @@ export interface DestinationLimitRule {
   messagesPerConnection?: number;
   /** Seconds a destination is left alone after a throttling reply. */
   throttlePause?: number;
+  /** Most messages per period over all nodes ("100/h"), with its burst. */
+  rate?: Rate;
 }
 
 export function parseDestinationLimits(value: unknown): DestinationLimitRule[] {
@@ -216,7 +245,7 @@ export function parseDestinationLimits(value: unknown): DestinationLimitRule[] {
     const e = entry as Record<string, unknown>;
     if (!e || typeof e !== 'object' || typeof e.match !== 'string' || !e.match.trim()) throw new Error(`every rule needs "match" (an MX host pattern), ${example}`);
     for (const key of Object.keys(e)) {
-      if (!['match', 'connections', 'messagesPerConnection', 'throttlePause'].includes(key)) throw new Error(`rule for "${e.match}": unknown field "${key}"`);
+      if (!['match', 'connections', 'messagesPerConnection', 'throttlePause', 'rate', 'burst'].includes(key)) throw new Error(`rule for "${e.match}": unknown field "${key}" (known: match, connections, messagesPerConnection, throttlePause, rate, burst)`);
     }
     const rule: DestinationLimitRule = { match: e.match.trim().toLowerCase() };
     for (const key of ['connections', 'messagesPerConnection'] as const) {
@@ -228,6 +257,14 @@ export function parseDestinationLimits(value: unknown): DestinationLimitRule[] {
       const seconds = parseSeconds(e.throttlePause as string | number);
       if (!(seconds >= 0)) throw new Error(`rule for "${e.match}": throttlePause must be a duration such as 10m`);
       rule.throttlePause = seconds;
+    }
+    if (e.burst !== undefined && e.rate === undefined) throw new Error(`rule for "${e.match}": burst needs a rate, such as "rate": "100/h", "burst": 10`);
+    if (e.rate !== undefined) {
+      try {
+        rule.rate = parseRate(String(e.rate), e.burst === undefined ? 1 : (e.burst as number));
+      } catch (err) {
+        throw new Error(`rule for "${e.match}": ${(err as Error).message}`);
+      }
     }
     return rule;
   });
@@ -357,7 +394,7 @@ export const schema = {
       format: 'seconds', default: 600, env: 'RELAY_THROTTLE_PAUSE',
     },
     destinationLimits: {
-      doc: 'Rules for MX hosts by pattern, before the built-in presets (Outlook, GMX/WEB.DE, Gmail, Yahoo, T-Online): [{match, connections, messagesPerConnection, throttlePause}]; JSON in the environment.',
+      doc: 'Rules for MX hosts by pattern, before the built-in presets (Outlook, GMX/WEB.DE, Gmail, Yahoo, T-Online): [{match, connections, messagesPerConnection, throttlePause, rate, burst}]; rate is messages per period over all nodes, such as "100/h" (also /s, /m, /d), evenly spread unless burst lets more go at once; JSON in the environment.',
       format: 'destination-limits', default: [] as DestinationLimitRule[], env: 'RELAY_DESTINATION_LIMITS',
     },
     classifierRules: {
@@ -441,6 +478,15 @@ export const schema = {
   log: {
     level: { doc: 'Log level: fatal, error, warn, info, debug, trace.', format: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info', env: 'RELAY_LOG_LEVEL' },
   },
+  redis: {
+    url: {
+      doc: 'Redis shared by several relay nodes (redis://[:password@]host:port[/db], rediss:// for TLS, or a unix socket path): connection limits, message rates, throttling pauses and failed-login counters hold across all nodes. Empty: each node on its own, in memory. A password here is masked in config show and logs.',
+      format: 'redis-url', default: '', env: 'RELAY_REDIS_URL', sensitive: true,
+    },
+  },
+  node: {
+    name: { doc: 'This node\'s name in log lines (the `node` field), metrics and Redis; empty: the HELO name.', format: String, default: '', env: 'RELAY_NODE_NAME' },
+  },
 };
 
 export type RelayConfig = {
@@ -474,6 +520,8 @@ export type RelayConfig = {
   dns: { servers: string[]; timeout: number };
   http: { listen: string; token: string };
   log: { level: string };
+  redis: { url: string };
+  node: { name: string };
 };
 
 /** The source addresses of delivery.localAddress by family; throws saying what is wrong. */

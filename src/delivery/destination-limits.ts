@@ -2,10 +2,11 @@
 // and how long it is left alone after it throttled us. A destination is recognised by its MX
 // host names: the big providers have presets (their published or observed limits, kept on
 // the careful side), the configuration's rules come first, everything else gets the defaults.
-// The counters (open connections, pauses) sit behind DestinationState, kept in memory here;
-// several relay nodes would share them (Outlook counts connections from all of a sender's
-// IPs), so a shared implementation (Redis) only has to implement that interface.
-import { DestinationLimitRule } from '../config/schema';
+// The counters (open connections, message rates, pauses) sit behind DestinationState, kept in
+// memory here; several relay nodes share them through Redis (Outlook counts connections from
+// all of a sender's IPs): shared-state/redis-destination-state.ts implements the same interface.
+import { DestinationLimitRule, Rate } from '../config/schema';
+import { MemoryRates } from '../shared-state/gcra';
 
 /** Built-in presets; `delivery.destinationLimits` rules with the same `match` replace them. */
 export const PRESET_RULES: DestinationLimitRule[] = [
@@ -31,6 +32,8 @@ export interface DestinationLimit {
   connections: number;
   messagesPerConnection: number;
   throttlePauseMs: number;
+  /** Most messages per period (GCRA), when a rule sets one. */
+  rate?: Rate;
 }
 
 export interface LimitDefaults {
@@ -62,14 +65,21 @@ export function limitFor(hosts: string[], rules: DestinationLimitRule[], default
     connections: rule?.connections ?? defaults.connections,
     messagesPerConnection: rule?.messagesPerConnection ?? defaults.messagesPerConnection,
     throttlePauseMs: (rule?.throttlePause ?? defaults.throttlePause) * 1000,
+    ...(rule?.rate ? { rate: rule.rate } : {}),
   };
 }
 
-/** Connection counts and pauses per destination key. */
+/** A connection slot held; given back once, when the connection is closed. */
+export interface Lease {
+  release(): void;
+}
+
+/** Connection slots, message rates and pauses per destination key. */
 export interface DestinationState {
-  /** Takes a connection slot when fewer than `max` are open; false when the destination is full. */
-  acquire(key: string, max: number): boolean;
-  release(key: string): void;
+  /** Takes a connection slot when fewer than `max` are open; null when the destination is full. */
+  acquire(key: string, max: number): Promise<Lease | null>;
+  /** Counts one message against the rate: 0 when it may go now, else the epoch ms when the next may. */
+  takeRate(key: string, rate: Rate): Promise<number>;
   /** Pauses the destination until `untilMs`; true when it was not paused already (log it then). */
   pause(key: string, untilMs: number): boolean;
   /** Epoch ms until which the destination is paused, 0 when it is not. */
@@ -79,18 +89,35 @@ export interface DestinationState {
 export class MemoryDestinationState implements DestinationState {
   private readonly open = new Map<string, number>();
   private readonly pauses = new Map<string, number>();
+  private readonly rates = new MemoryRates();
 
-  acquire(key: string, max: number): boolean {
-    const n = this.open.get(key) ?? 0;
-    if (n >= max) return false;
-    this.open.set(key, n + 1);
-    return true;
+  /** Connections this node holds to `key`. */
+  held(key: string): number {
+    return this.open.get(key) ?? 0;
   }
 
-  release(key: string): void {
-    const n = (this.open.get(key) ?? 1) - 1;
-    if (n > 0) this.open.set(key, n);
-    else this.open.delete(key);
+  acquire(key: string, max: number): Promise<Lease | null> {
+    return Promise.resolve(this.acquireNow(key, max));
+  }
+
+  acquireNow(key: string, max: number): Lease | null {
+    const n = this.open.get(key) ?? 0;
+    if (n >= max) return null;
+    this.open.set(key, n + 1);
+    let released = false;
+    return {
+      release: () => {
+        if (released) return;
+        released = true;
+        const left = (this.open.get(key) ?? 1) - 1;
+        if (left > 0) this.open.set(key, left);
+        else this.open.delete(key);
+      },
+    };
+  }
+
+  takeRate(key: string, rate: Rate): Promise<number> {
+    return Promise.resolve(this.rates.take(key, rate));
   }
 
   pause(key: string, untilMs: number): boolean {

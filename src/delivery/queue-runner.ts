@@ -5,9 +5,13 @@
 // A site has at most `connections` workers (its destination limit: presets for the big
 // providers, configured rules, defaults), a connection carries at most
 // `messagesPerConnection` messages, and all sites together at most `concurrency`
-// connections. A throttling reply pauses the destination for its `throttlePause`; its jobs
-// wait without using up attempts. A site none of whose hosts took a connection is not tried
-// again for a minute: mail for it is deferred at once (Postfix's "dead destination"). Each
+// connections. A rule's `rate` (GCRA) spaces the messages to a destination; a job over the
+// rate waits for its turn without using up an attempt. A throttling reply pauses the
+// destination for its `throttlePause`; its jobs wait without using up attempts. Connection
+// slots, rates and pauses live in a DestinationState (in memory, or shared by all nodes
+// through Redis), whose answers may take a moment (a Redis round trip). A site none of whose
+// hosts took a connection is not tried again for a minute: mail for it is deferred at once
+// (Postfix's "dead destination"). Each
 // recipient keeps its own outcome; a deferred one is tried again on the retry schedule until
 // it expires. After every job the message's state is written to the spool, so a delivered
 // recipient is not sent again after a restart. When no job of a message is running, failed
@@ -25,7 +29,7 @@ import { isThrottling, Outcome } from '../replies/outcome';
 import { verdictOf } from '../replies/verdict';
 import { finalOutcome, DELETED_REPLY } from './final-outcome';
 import { DeliveryEvents } from './delivery-events';
-import { DestinationLimit, DestinationState, effectiveRules, limitFor, MemoryDestinationState } from './destination-limits';
+import { DestinationLimit, DestinationState, effectiveRules, Lease, limitFor, MemoryDestinationState } from './destination-limits';
 import { RetrySchedule } from './retry-schedule';
 import { Destination, orderForAttempt, Route, RouteCache, RouteOptions } from './route';
 import { tlsOutcomeOfDeferral, tlsOutcomeOfOpen } from '../tlsrpt/session-outcome';
@@ -87,7 +91,14 @@ interface Site {
   idle: ((job: Job | null) => void)[];
   /** The TLS policy of the site's domain(s): it is part of the key, so all its jobs share it. */
   tls?: DomainTlsPolicy;
+  /** A connection slot is being asked for (one at a time per site). */
+  acquiring: boolean;
+  /** Asks again later when the slots were full (other nodes free theirs without telling us). */
+  retry: NodeJS.Timeout | null;
 }
+
+/** How soon a site whose slots were all taken asks again. */
+const SLOT_RETRY_MS = 250;
 
 /** Most jobs taken from the queue and not finished (routing or waiting at a site). */
 const MAX_JOBS = 5000;
@@ -371,7 +382,7 @@ export class QueueRunner {
     let site = this.sites.get(siteKey);
     if (!site) {
       const limit = limitFor(hosts, this.rules, this.options.limits);
-      site = { key: siteKey, limit, destinations, jobs: [], workers: 0, idle: [] };
+      site = { key: siteKey, limit, destinations, jobs: [], workers: 0, idle: [], acquiring: false, retry: null };
       this.sites.set(siteKey, site);
     }
     site.destinations = destinations;
@@ -388,6 +399,34 @@ export class QueueRunner {
     }
     site.jobs.push(job);
     this.kick(site);
+  }
+
+  /**
+   * Whether the job may be sent now: not when the destination is paused (perhaps by another
+   * node) or the job is over its rate; then it and the jobs waiting at the site are held,
+   * without using up attempts, until the pause ends or their turn in the rate comes.
+   */
+  private async mayGo(site: Site, job: Job): Promise<boolean> {
+    if (this.destinations.pausedUntil(site.limit.key) > Date.now()) {
+      for (const j of [job, ...site.jobs.splice(0)]) this.holdForPause(j, site);
+      return false;
+    }
+    const rate = site.limit.rate;
+    if (!rate) return true;
+    const retryAt = await this.destinations.takeRate(site.limit.key, rate).catch(() => 0);
+    if (!retryAt) return true;
+    // Spread the waiting jobs over the turns to come instead of all waking at once.
+    const interval = rate.periodMs / rate.count;
+    const held = [job, ...site.jobs.splice(0)];
+    this.options.log.debug({ destination: site.limit.key, rule: site.limit.rule, jobs: held.length, retryAt: new Date(retryAt).toISOString() }, 'message rate reached: jobs wait for their turn');
+    held.forEach((j, i) => this.holdUntil(j, retryAt + i * interval));
+    return false;
+  }
+
+  /** A job that waits (rate) until `at`, without using an attempt. */
+  private holdUntil(job: Job, at: number): void {
+    for (const r of job.recipients) r.nextAttemptAt = Math.max(r.nextAttemptAt, at);
+    void this.finishJob(job, false);
   }
 
   /** A paused destination: the job waits for the end of the pause without using an attempt. */
@@ -418,18 +457,46 @@ export class QueueRunner {
         for (const job of site.jobs.splice(0)) this.holdForPause(job, site);
         return;
       }
-      if (this.connections >= this.options.concurrency) return;
-      if (!this.destinations.acquire(site.limit.key, site.limit.connections)) return;
+      if (this.connections >= this.options.concurrency || site.acquiring) return;
+      // The slot's connection counts against `concurrency` while it is asked for.
       this.connections++;
-      site.workers++;
-      this.track(this.worker(site, site.jobs.shift()!));
+      site.acquiring = true;
+      this.track(this.destinations.acquire(site.limit.key, site.limit.connections).then(
+        (lease) => this.acquired(site, lease),
+        () => this.acquired(site, null),
+      ));
+      return;
     }
+  }
+
+  /** A slot was asked for: start a worker with it, or ask again a bit later. */
+  private acquired(site: Site, lease: Lease | null): void {
+    site.acquiring = false;
+    const job = lease && !this.stopped ? site.jobs.shift() : undefined;
+    if (!job) {
+      lease?.release();
+      this.connections--;
+      if (!lease && site.jobs.length && !site.retry && !this.stopped) {
+        site.retry = setTimeout(() => {
+          site.retry = null;
+          this.kick(site);
+        }, SLOT_RETRY_MS);
+        site.retry.unref();
+      }
+      return;
+    }
+    site.workers++;
+    this.track(this.worker(site, job, lease!));
+    this.kick(site);
   }
 
   private kickAll(): void {
     for (const site of this.sites.values()) {
       this.kick(site);
-      if (!site.jobs.length && !site.workers) this.sites.delete(site.key);
+      if (!site.jobs.length && !site.workers && !site.acquiring) {
+        if (site.retry) clearTimeout(site.retry);
+        this.sites.delete(site.key);
+      }
     }
   }
 
@@ -449,12 +516,14 @@ export class QueueRunner {
   }
 
   /** One connection's life: sends the site's jobs until none is left, the limit, or trouble. */
-  private async worker(site: Site, first: Job): Promise<void> {
+  private async worker(site: Site, first: Job, lease: Lease): Promise<void> {
     let job: Job | null = first;
     let session: SmtpSession | null = null;
     let sent = 0;
     try {
       while (job) {
+        // Another node may have paused the destination, or its rate says wait.
+        if (!(await this.mayGo(site, job))) break;
         if (!session) {
           session = await this.openSession(site, job);
           if (!session) break;
@@ -481,7 +550,7 @@ export class QueueRunner {
         await session.quit();
         this.sessions.delete(session);
       }
-      this.destinations.release(site.limit.key);
+      lease.release();
       this.connections--;
       site.workers--;
       this.kickAll();

@@ -1,8 +1,11 @@
 // The counters behind login limiting (submission/auth-failures.ts): per key (a client address
 // or a user name) a leaky bucket of failed logins plus the attempts still in flight, a block
 // time, and which addresses logged in as which user lately. Kept in memory here; relay nodes
-// sharing them (Redis, a later issue) only have to implement AuthCounters, each method one
-// atomic step.
+// share them through Redis (redis-auth-counters.ts), each method one atomic step. A method
+// may answer at once (in memory) or later (a Redis round trip): callers await it.
+
+/** A value now, or a promise of it. */
+export type Awaitable<T> = T | Promise<T>;
 
 export interface BucketRule {
   /** Failures (counted with the attempts in flight) the bucket holds; a bucket left without room for one more blocks its key. */
@@ -16,21 +19,21 @@ export interface AuthCounters {
    * Takes a place for an attempt whose result is not known yet. False, taking nothing, when
    * the key is blocked or its failures plus the attempts in flight leave no room for one more.
    */
-  reserve(key: string, rule: BucketRule, now: number): boolean;
+  reserve(key: string, rule: BucketRule, now: number): Awaitable<boolean>;
   /**
    * Gives back the place `reserve` took. A failure stays in the bucket; a bucket then left
    * without room for another attempt blocks the key for `rule.blockMs`. Returns the failures
    * now counted (decayed) and whether this call started a block.
    */
-  settle(key: string, rule: BucketRule, failed: boolean, now: number): { failures: number; blockStarted: boolean };
+  settle(key: string, rule: BucketRule, failed: boolean, now: number): Awaitable<{ failures: number; blockStarted: boolean }>;
   /** Epoch ms until which the key is blocked, 0 when it is not. */
-  blockedUntil(key: string, now: number): number;
+  blockedUntil(key: string, now: number): Awaitable<number>;
   /** Keys whose block has ended since the last call, each reported once. */
   takeEndedBlocks(now: number): string[];
   /** Notes a successful login of `user` from `address`. */
-  rememberLogin(user: string, address: string, now: number): void;
+  rememberLogin(user: string, address: string, now: number): Awaitable<void>;
   /** Whether `user` logged in from `address` within the last `withinMs`. */
-  loggedInFrom(user: string, address: string, withinMs: number, now: number): boolean;
+  loggedInFrom(user: string, address: string, withinMs: number, now: number): Awaitable<boolean>;
 }
 
 interface Bucket {

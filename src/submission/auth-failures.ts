@@ -13,7 +13,8 @@
 // A successful login clears nothing: failures leak away with time only (a full bucket in
 // `blockMs`), or one correct password would buy an attacker another round of guesses.
 // Answers to failures slow down after `slowAfter` of them (per address or per user).
-// The counters sit behind AuthCounters (shared-state/auth-counters.ts), in memory here.
+// The counters sit behind AuthCounters (shared-state/auth-counters.ts): in memory, or shared
+// by all nodes through Redis, whose answers take a round trip; so every step here is awaited.
 import { Logger } from '../log';
 import { Rejection } from '../policy/rejection';
 import { clientKey } from '../policy/client-access';
@@ -39,11 +40,11 @@ export interface AuthFailureOptions {
 
 /** An AUTH whose password is being checked; exactly one of the three is called. */
 export interface LoginAttempt {
-  succeeded(): void;
+  succeeded(): Promise<void>;
   /** The reply to the failure (535, or 421 when it started a block) and how long to wait before it. */
-  failed(): { reply: Rejection; delayMs: number };
+  failed(): Promise<{ reply: Rejection; delayMs: number }>;
   /** No result (the users file could not be read): its place is given back, nothing is counted. */
-  abandoned(): void;
+  abandoned(): Promise<void>;
 }
 
 const DEFAULT_KNOWN_LOGIN_MS = 30 * 24 * 3600 * 1000;
@@ -69,51 +70,53 @@ export class AuthFailures {
   }
 
   /** The refusal for a new connection from an untrusted address that is blocked, else null. */
-  connectionRefusal(address: string): Rejection | null {
+  async connectionRefusal(address: string): Promise<Rejection | null> {
     const key = addressKey(address);
-    const until = this.counters.blockedUntil(key, this.now());
+    const until = await this.counters.blockedUntil(key, this.now());
     return until ? tooManyFromAddress(labelOf(key), until - this.now()) : null;
   }
 
   /** Takes the attempt's places before the password is checked, or returns the refusal. */
-  begin(address: string, userName: string): LoginAttempt | Rejection {
+  async begin(address: string, userName: string): Promise<LoginAttempt | Rejection> {
     const now = this.now();
     const addr = addressKey(address);
-    if (!this.counters.reserve(addr, this.addressRule, now)) return this.refusal(addr, now);
+    if (!(await this.counters.reserve(addr, this.addressRule, now))) return this.refusal(addr, now);
     // A name that cannot exist gets no bucket of its own (it would only fill the map).
     const user = typeof userName === 'string' && !userNameProblem(userName) ? `user:${userName.toLowerCase()}` : null;
-    const userCounted = user !== null && !this.counters.loggedInFrom(user, addr, this.knownLoginMs, now);
-    if (userCounted && !this.counters.reserve(user, this.userRule, now)) {
-      this.counters.settle(addr, this.addressRule, false, now);
+    const userCounted = user !== null && !(await this.counters.loggedInFrom(user, addr, this.knownLoginMs, now));
+    if (userCounted && !(await this.counters.reserve(user, this.userRule, now))) {
+      await this.counters.settle(addr, this.addressRule, false, now);
       return this.refusal(user, now);
     }
     let settled = false;
-    const settle = (failed: boolean) => {
+    const settle = async (failed: boolean) => {
       if (settled) return null; // a second result for one attempt counts nothing
       settled = true;
       const at = this.now();
-      const a = this.counters.settle(addr, this.addressRule, failed, at);
-      const u = userCounted ? this.counters.settle(user, this.userRule, failed, at) : null;
+      const [a, u] = await Promise.all([
+        this.counters.settle(addr, this.addressRule, failed, at),
+        userCounted ? this.counters.settle(user, this.userRule, failed, at) : null,
+      ]);
       if (a.blockStarted) this.blockStarted(addr);
       if (u?.blockStarted) this.blockStarted(user!);
       return { a, u, at };
     };
     return {
-      succeeded: () => {
-        const done = settle(false);
-        if (done && user) this.counters.rememberLogin(user, addr, done.at);
+      succeeded: async () => {
+        const done = await settle(false);
+        if (done && user) await this.counters.rememberLogin(user, addr, done.at);
       },
-      failed: () => {
-        const { a, u, at } = settle(true) ?? { a: { failures: 0 }, u: null, at: this.now() };
+      failed: async () => {
+        const { a, u, at } = (await settle(true)) ?? { a: { failures: 0 }, u: null, at: this.now() };
         const beyond = Math.ceil(Math.max(a.failures, u?.failures ?? 0) - this.slowAfter - 1e-9);
         const delayMs = beyond > 0 ? Math.min(beyond, 5) * this.options.delayMs : 0;
-        const reply = this.counters.blockedUntil(addr, at) ? this.refusal(addr, at)
-          : userCounted && this.counters.blockedUntil(user!, at) ? this.refusal(user!, at)
+        const reply = (await this.counters.blockedUntil(addr, at)) ? await this.refusal(addr, at)
+          : userCounted && (await this.counters.blockedUntil(user!, at)) ? await this.refusal(user!, at)
             : new Rejection(535, '5.7.8', 'authentication failed: wrong user name or password');
         return { reply, delayMs };
       },
-      abandoned: () => {
-        settle(false);
+      abandoned: async () => {
+        await settle(false);
       },
     };
   }
@@ -124,8 +127,8 @@ export class AuthFailures {
     this.sweeper = null;
   }
 
-  private refusal(key: string, now: number): Rejection {
-    const until = this.counters.blockedUntil(key, now);
+  private async refusal(key: string, now: number): Promise<Rejection> {
+    const until = await this.counters.blockedUntil(key, now);
     const label = labelOf(key);
     if (key.startsWith('user:')) {
       return until

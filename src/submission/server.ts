@@ -97,13 +97,12 @@ export async function startSubmission(options: SubmissionOptions): Promise<Submi
     onConnect(session, callback) {
       const tooMany = options.connectionLimits.admit(session);
       if (tooMany) return callback(tooMany);
-      // A blocked address's AUTH is refused in onAuth; trusted clients may still send without.
-      const blocked = options.trusted.contains(session.remoteAddress) ? null : options.authFailures.connectionRefusal(session.remoteAddress);
-      if (blocked) return callback(blocked);
       // Not offered (and refused) before TLS to a remote client: a password never crosses
       // the network in clear. onSecure offers it again once the connection is encrypted.
       if (!session.secure && !options.plainAuth.contains(session.remoteAddress)) session.disabledCommands = ['AUTH'];
-      callback();
+      // A blocked address's AUTH is refused in onAuth; trusted clients may still send without.
+      if (options.trusted.contains(session.remoteAddress)) return callback();
+      options.authFailures.connectionRefusal(session.remoteAddress).then((blocked) => callback(blocked ?? undefined), () => callback());
     },
 
     onClose(session) {
@@ -121,20 +120,24 @@ export async function startSubmission(options: SubmissionOptions): Promise<Submi
       }
       const client = session.remoteAddress;
       // The attempt is counted before its password is checked (auth-failures.ts).
-      const attempt = options.authFailures.begin(client, auth.username ?? '');
-      if (attempt instanceof Rejection) return callback(attempt);
-      options.users.authenticate(auth.username ?? '', auth.password ?? '').then((user) => {
-        if (!user) {
-          const { reply, delayMs } = attempt.failed();
-          log.warn({ client, user: auth.username }, 'authentication failed');
-          return setTimeout(() => callback(reply), delayMs);
-        }
-        attempt.succeeded();
-        log.info({ client, user: user.name }, 'authenticated');
-        callback(null, { user: sessionUserFor(user) });
-      }, (err: Error) => {
-        attempt.abandoned();
-        log.error({ err: err.message }, 'users file unreadable');
+      void options.authFailures.begin(client, auth.username ?? '').then((attempt) => {
+        if (attempt instanceof Rejection) return callback(attempt);
+        return options.users.authenticate(auth.username ?? '', auth.password ?? '').then(async (user) => {
+          if (!user) {
+            const { reply, delayMs } = await attempt.failed();
+            log.warn({ client, user: auth.username }, 'authentication failed');
+            return void setTimeout(() => callback(reply), delayMs);
+          }
+          await attempt.succeeded();
+          log.info({ client, user: user.name }, 'authenticated');
+          callback(null, { user: sessionUserFor(user) });
+        }, async (err: Error) => {
+          await attempt.abandoned();
+          log.error({ err: err.message }, 'users file unreadable');
+          callback(new Rejection(454, '4.7.0', 'authentication is unavailable right now; try again later'));
+        });
+      }).catch((err: Error) => {
+        log.error({ err: err.message }, 'login accounting failed');
         callback(new Rejection(454, '4.7.0', 'authentication is unavailable right now; try again later'));
       });
     },

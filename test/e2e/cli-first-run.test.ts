@@ -164,6 +164,17 @@ describe('config show', () => {
     expect(changed.stdout).toMatch(/^delivery\.heloName = relay\.example\.net\s+# config file /m);
   });
 
+  test('the password in redis.url is masked; the rest of the URL is shown', async () => {
+    const r = await run(['config', 'show'], { RELAY_REDIS_URL: 'redis://:s3cret-pw@10.0.0.5:6379/2', RELAY_NODE_NAME: 'relay-a' });
+    expect(r.code).toBe(0);
+    expect(r.stdout).not.toContain('s3cret-pw');
+    expect(r.stdout).toMatch(/^redis\.url = redis:\/\/:\*{8}@10\.0\.0\.5:6379\/2\s+# environment RELAY_REDIS_URL$/m);
+    expect(r.stdout).toMatch(/^node\.name = relay-a\s+# environment RELAY_NODE_NAME$/m);
+    const bad = await run(['config', 'show'], { RELAY_REDIS_URL: 'localhost:6379' });
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toContain('must be a Redis URL such as redis://127.0.0.1:6379');
+  });
+
   test('a private key given inline is masked', async () => {
     const pem = '-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END PRIVATE KEY-----\n';
     const r = await run(['config', 'show', '--json'], { RELAY_TLS_KEY: pem });

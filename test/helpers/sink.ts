@@ -51,6 +51,8 @@ export interface SinkOptions {
    * sink for the message's Message-ID (all messages without one share a counter).
    */
   onData?: (msg: SinkMessage, attempt: number) => SinkReply | undefined;
+  /** wait this long before answering DATA (a slow receiver: connections stay open longer) */
+  dataDelayMs?: number;
   /** leave 8BITMIME out of the EHLO reply (RFC 6152) */
   hide8BITMIME?: boolean;
   /** leave SMTPUTF8 out of the EHLO reply (RFC 6531) */
@@ -209,7 +211,7 @@ export async function startSink(opts: SinkOptions = {}): Promise<Sink> {
       callback();
     },
     onData(stream, session: SMTPServerSession, callback) {
-      readAll(stream).then(
+      readAll(stream).then((data) => new Promise<Buffer>((resolve) => setTimeout(() => resolve(data), opts.dataDelayMs ?? 0))).then(
         (data) => {
           const env = session.envelope;
           const msg: SinkMessage = {

@@ -61,6 +61,35 @@ test('docker-compose.yml: host network, volumes, restart policy, and the setting
   }
 });
 
+test('docker-compose.cluster.yml: Redis and two nodes, each its own address, HELO name, port and spool, both on the same Redis; a missing value is named', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dkim-relay-compose-cluster-'));
+  try {
+    fs.copyFileSync(path.join(ROOT, 'docker-compose.cluster.yml'), path.join(dir, 'docker-compose.cluster.yml'));
+    fs.writeFileSync(path.join(dir, 'dkim-relay.env'), exampleEnv);
+    const dotEnv = 'REDIS_PASSWORD=pw-123\nNODE_A_ADDRESS=198.51.100.25\nNODE_A_HELO=relay-a.example.net\nNODE_B_ADDRESS=198.51.100.26\nNODE_B_HELO=relay-b.example.net\n';
+    fs.writeFileSync(path.join(dir, '.env'), dotEnv);
+    const { stdout } = await run('docker-compose', ['-f', 'docker-compose.cluster.yml', 'config'], { cwd: dir });
+    const services = YAML.parse(stdout).services;
+    expect(services.redis.command).toEqual(expect.arrayContaining(['--save', '', '--appendonly', 'no', '--requirepass', 'pw-123']));
+    const a = services['node-a'].environment;
+    const b = services['node-b'].environment;
+    expect(a).toMatchObject({ RELAY_NODE_NAME: 'node-a', RELAY_LOCAL_ADDRESS: '198.51.100.25', RELAY_HELO_NAME: 'relay-a.example.net', RELAY_SUBMISSION_PORT: '2587' });
+    expect(b).toMatchObject({ RELAY_NODE_NAME: 'node-b', RELAY_LOCAL_ADDRESS: '198.51.100.26', RELAY_HELO_NAME: 'relay-b.example.net', RELAY_SUBMISSION_PORT: '2588' });
+    expect(a.RELAY_REDIS_URL).toBe('redis://:pw-123@127.0.0.1:6379/0');
+    expect(b.RELAY_REDIS_URL).toBe(a.RELAY_REDIS_URL);
+    const spool = (svc: { volumes: ({ source: string; target: string } | string)[] }) => svc.volumes.map((v) => (typeof v === 'string' ? v : `${v.source}:${v.target}`)).find((v) => v.includes('/var/lib/dkim-relay/data'));
+    expect(spool(services['node-a'])).not.toEqual(spool(services['node-b']));
+    // each node's settings are accepted by the relay
+    for (const env of [a, b]) expect(() => loadConfig({ env })).not.toThrow();
+
+    fs.writeFileSync(path.join(dir, '.env'), dotEnv.replace(/^NODE_B_HELO=.*\n/m, ''));
+    const missing = await run('docker-compose', ['-f', 'docker-compose.cluster.yml', 'config'], { cwd: dir }).then(() => '', (e: { stderr: string }) => e.stderr);
+    expect(missing).toMatch(/set NODE_B_HELO in \.env/);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('dkim-relay.env.example: every line is a known RELAY_* setting with a value the relay accepts', () => {
   const env = envLines(exampleEnv);
   const known = new Set(envNames(schema));

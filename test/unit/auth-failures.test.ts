@@ -15,36 +15,37 @@ function setup(over: Partial<ConstructorParameters<typeof AuthFailures>[0]> = {}
   return { limiter, lines, tick: (ms: number) => { now += ms; } };
 }
 
-const attempt = (x: LoginAttempt | Rejection): LoginAttempt => {
+const attempt = async (p: Promise<LoginAttempt | Rejection>): Promise<LoginAttempt> => {
+  const x = await p;
   if (x instanceof Rejection) throw new Error(`refused: ${x.message}`);
   return x;
 };
 
 afterEach(() => jest.useRealTimers());
 
-test('attempts in flight take places: the 11th parallel attempt is refused before any result', () => {
+test('attempts in flight take places: the 11th parallel attempt is refused before any result', async () => {
   const { limiter } = setup();
-  const inFlight = Array.from({ length: 10 }, (_, i) => attempt(limiter.begin('192.0.2.1', `u${i}`)));
-  const refused = limiter.begin('192.0.2.1', 'u10');
+  const inFlight = await Promise.all(Array.from({ length: 10 }, (_, i) => attempt(limiter.begin('192.0.2.1', `u${i}`))));
+  const refused = await limiter.begin('192.0.2.1', 'u10');
   expect(refused).toBeInstanceOf(Rejection);
   expect((refused as Rejection).message).toMatch(/^4\.7\.0 too many logins from 192\.0\.2\.1 in progress at once/);
-  inFlight[0].succeeded(); // a success gives its place back, counting nothing
-  expect(limiter.begin('192.0.2.1', 'u11')).not.toBeInstanceOf(Rejection);
+  await inFlight[0].succeeded(); // a success gives its place back, counting nothing
+  expect(await limiter.begin('192.0.2.1', 'u11')).not.toBeInstanceOf(Rejection);
 });
 
-test('a success clears nothing; the 10th failure blocks and is logged once; the block ends logged once', () => {
+test('a success clears nothing; the 10th failure blocks and is logged once; the block ends logged once', async () => {
   jest.useFakeTimers();
   const { limiter, lines, tick } = setup({ maxUserFailures: 1000 });
   for (let i = 0; i < 9; i++) {
-    expect(attempt(limiter.begin('192.0.2.1', 'bob')).failed().reply.responseCode).toBe(535);
-    attempt(limiter.begin('192.0.2.1', 'alice')).succeeded();
+    expect((await (await attempt(limiter.begin('192.0.2.1', 'bob'))).failed()).reply.responseCode).toBe(535);
+    await (await attempt(limiter.begin('192.0.2.1', 'alice'))).succeeded();
   }
-  const tenth = attempt(limiter.begin('192.0.2.1', 'bob')).failed();
+  const tenth = (await (await attempt(limiter.begin('192.0.2.1', 'bob'))).failed());
   expect(tenth.reply.message).toMatch(/^4\.7\.0 too many failed logins from 192\.0\.2\.1; try again in 15 minute/);
   expect(tenth.delayMs).toBe(5000); // capped at five steps
-  expect(limiter.begin('192.0.2.1', 'alice')).toBeInstanceOf(Rejection);
-  expect(limiter.connectionRefusal('192.0.2.1')).toBeInstanceOf(Rejection);
-  expect(limiter.connectionRefusal('192.0.2.2')).toBeNull();
+  expect(await limiter.begin('192.0.2.1', 'alice')).toBeInstanceOf(Rejection);
+  expect(await limiter.connectionRefusal('192.0.2.1')).toBeInstanceOf(Rejection);
+  expect(await limiter.connectionRefusal('192.0.2.2')).toBeNull();
   expect(lines.filter((l) => /too many failed logins from this address/.test(String(l.msg)))).toEqual([
     expect.objectContaining({ client: '192.0.2.1', seconds: 900, level: 40 }),
   ]);
@@ -52,48 +53,49 @@ test('a success clears nothing; the 10th failure blocks and is logged once; the 
   tick(900_001);
   jest.advanceTimersByTime(2000);
   expect(lines.filter((l) => /login block ended/.test(String(l.msg)))).toEqual([expect.objectContaining({ client: '192.0.2.1', level: 30 })]);
-  expect(limiter.begin('192.0.2.1', 'alice')).not.toBeInstanceOf(Rejection);
+  expect(await limiter.begin('192.0.2.1', 'alice')).not.toBeInstanceOf(Rejection);
   jest.advanceTimersByTime(5000);
   expect(lines.filter((l) => /login block ended/.test(String(l.msg)))).toHaveLength(1);
   limiter.close();
 });
 
-test('failures leak away: one per blockTime / maxFailures', () => {
+test('failures leak away: one per blockTime / maxFailures', async () => {
   const { limiter, tick } = setup({ maxUserFailures: 1000 });
-  for (let i = 0; i < 9; i++) attempt(limiter.begin('192.0.2.1', 'bob')).failed();
+  for (let i = 0; i < 9; i++) (await (await attempt(limiter.begin('192.0.2.1', 'bob'))).failed());
   tick(90_000); // one failure's worth
-  expect(attempt(limiter.begin('192.0.2.1', 'bob')).failed().reply.responseCode).toBe(535);
-  expect(attempt(limiter.begin('192.0.2.1', 'bob')).failed().reply.responseCode).toBe(421);
+  expect((await (await attempt(limiter.begin('192.0.2.1', 'bob'))).failed()).reply.responseCode).toBe(535);
+  expect((await (await attempt(limiter.begin('192.0.2.1', 'bob'))).failed()).reply.responseCode).toBe(421);
   limiter.close();
 });
 
-test('answers to failures slow down after the third', () => {
+test('answers to failures slow down after the third', async () => {
   const { limiter } = setup();
-  const delays = Array.from({ length: 9 }, () => attempt(limiter.begin('192.0.2.1', 'bob')).failed().delayMs);
+  const delays = [] as number[];
+  for (let i = 0; i < 9; i++) delays.push((await (await attempt(limiter.begin('192.0.2.1', 'bob'))).failed()).delayMs);
   expect(delays).toEqual([0, 0, 0, 1000, 2000, 3000, 4000, 5000, 5000]);
 });
 
-test('a user name under attack is refused from new addresses only', () => {
+test('a user name under attack is refused from new addresses only', async () => {
   const { limiter, lines } = setup({ delayMs: 0 });
-  attempt(limiter.begin('198.51.100.7', 'dave')).succeeded();
-  for (let i = 0; i < 20; i++) attempt(limiter.begin(`203.0.113.${i}`, 'Dave')).failed();
-  const fromNew = limiter.begin('203.0.113.200', 'dave');
+  await (await attempt(limiter.begin('198.51.100.7', 'dave'))).succeeded();
+  for (let i = 0; i < 20; i++) (await (await attempt(limiter.begin(`203.0.113.${i}`, 'Dave'))).failed());
+  const fromNew = await limiter.begin('203.0.113.200', 'dave');
   expect((fromNew as Rejection).message).toMatch(/^4\.7\.0 too many failed logins for dave; try again in 15 minute\(s\), or from an address that logged in as dave before/);
-  expect(limiter.begin('198.51.100.7', 'dave')).not.toBeInstanceOf(Rejection);
-  expect(limiter.begin('203.0.113.200', 'carol')).not.toBeInstanceOf(Rejection);
+  expect(await limiter.begin('198.51.100.7', 'dave')).not.toBeInstanceOf(Rejection);
+  expect(await limiter.begin('203.0.113.200', 'carol')).not.toBeInstanceOf(Rejection);
   expect(lines.filter((l) => /too many failed logins for this user/.test(String(l.msg)))).toEqual([expect.objectContaining({ user: 'dave' })]);
   limiter.close();
 });
 
-test('an invalid user name gets no bucket of its own; the address still counts', () => {
+test('an invalid user name gets no bucket of its own; the address still counts', async () => {
   const counters = new MemoryAuthCounters();
   const { limiter } = setup({ counters });
-  attempt(limiter.begin('192.0.2.1', 'bad name\r\n')).failed();
+  (await (await attempt(limiter.begin('192.0.2.1', 'bad name\r\n'))).failed());
   expect(counters.blockedUntil('user:bad name\r\n', Date.now())).toBe(0);
   expect(counters.settle('address:192.0.2.1', { capacity: 10, blockMs: 900_000 }, false, 1_000_000).failures).toBe(1);
 });
 
-test('IPv6 clients are counted by their /64; IPv4-mapped ones by the IPv4 address', () => {
+test('IPv6 clients are counted by their /64; IPv4-mapped ones by the IPv4 address', async () => {
   expect(clientKey('2001:db8:1:2:3:4:5:6')).toBe('2001:db8:1:2::/64');
   expect(clientKey('2001:db8::1')).toBe('2001:db8:0:0::/64');
   expect(clientKey('::1')).toBe('0:0:0:0::/64');
@@ -104,8 +106,8 @@ test('IPv6 clients are counted by their /64; IPv4-mapped ones by the IPv4 addres
   expect(addressKey('2001:db8:1:2::99')).toBe(addressKey('2001:db8:1:2:ffff::1'));
 
   const { limiter } = setup({ delayMs: 0 });
-  for (let i = 0; i < 10; i++) attempt(limiter.begin(`2001:db8:1:2::${i + 1}`, 'bob')).failed();
-  expect(limiter.connectionRefusal('2001:db8:1:2:abcd::1')).toBeInstanceOf(Rejection);
-  expect(limiter.connectionRefusal('2001:db8:1:3::1')).toBeNull();
+  for (let i = 0; i < 10; i++) (await (await attempt(limiter.begin(`2001:db8:1:2::${i + 1}`, 'bob'))).failed());
+  expect(await limiter.connectionRefusal('2001:db8:1:2:abcd::1')).toBeInstanceOf(Rejection);
+  expect(await limiter.connectionRefusal('2001:db8:1:3::1')).toBeNull();
   limiter.close();
 });

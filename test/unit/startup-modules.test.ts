@@ -1,7 +1,7 @@
 // What `dkim-relay serve` loads at start, in a fresh Node.js on dist/ (jest's own module
 // registry would not show it): the CLI entry loads no command's module, and the serve command
-// does not bring in the other commands, doctor's DNS checks or node-forge (only needed to make
-// a self-signed certificate). Each of these costs memory in every running relay.
+// does not bring in the other commands, doctor's DNS checks, node-forge (only needed to make
+// a self-signed certificate) or the Redis client (only with redis.url). Each of these costs memory in every running relay.
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { ensureBuilt, NODE, ROOT } from '../helpers/built-cli';
@@ -45,4 +45,6 @@ test('the CLI entry and the serve command load neither node-forge, doctor nor th
   expect(loaded.filter((f) => OTHER_COMMANDS.test(f))).toEqual([]);
   // the HTTP listener and prom-client only with http.listen set (relay.ts imports them then)
   expect(loaded.filter((f) => HTTP_SIDE.test(f))).toEqual([]);
+  // Redis's client only when redis.url is set (relay.ts imports it then)
+  expect(loaded.filter((f) => /\/node_modules\/ioredis\/|\/dist\/shared-state\/(shared-redis|redis-)/.test(f))).toEqual([]);
 });
