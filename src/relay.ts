@@ -114,6 +114,8 @@ async function startParts(config: RelayConfig, options: StartOptions, log: Logge
   const hostname = identity.heloName;
   const nodeName = config.node.name || hostname;
   log.setBindings({ node: nodeName });
+  // and on every metric, so series from several nodes stay apart in one Prometheus
+  monitor?.metrics.registry.setDefaultLabels({ node: nodeName });
   const spool = new Spool(config.dataDir);
   await spool.lock().catch((err: unknown) => {
     throw explainDataDirError(err, config.dataDir);

@@ -4,7 +4,7 @@
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { DOMAIN, Harness, rawMessage, startHarness, submit, submitError, waitForLog } from '../helpers/relay-harness';
+import { DOMAIN, Harness, HELO, rawMessage, startHarness, submit, submitError, waitForLog } from '../helpers/relay-harness';
 import { connectRaw } from '../helpers/raw-smtp';
 import { get, promtoolCheck, sample, total } from '../helpers/http-client';
 import { Sink, startSink } from '../helpers/sink';
@@ -60,6 +60,9 @@ test('after 5 accepted (3 delivered, 1 bounced, 1 deferred) and 3 refused, /metr
   expect(res.headers.get('content-type')).toMatch(/^text\/plain; version=0\.0\.4/);
   const m = res.body;
   expect(sample(m, 'dkim_relay_messages_accepted_total')).toBe(5);
+  // the node's name (node.name, else the HELO name) on every series, so several nodes stay apart
+  expect(sample(m, 'dkim_relay_messages_accepted_total', { node: HELO })).toBe(5);
+  expect(m.split('\n').filter((l) => l.startsWith('dkim_relay_') && !l.includes(`node="${HELO}"`))).toEqual([]);
   expect(sample(m, 'dkim_relay_messages_refused_total', { stage: 'data', status: '5.7.1' })).toBe(2);
   expect(sample(m, 'dkim_relay_messages_refused_total', { stage: 'mail_from', status: '5.7.0' })).toBe(1);
   const provider = 'mx.dest.test';

@@ -8,7 +8,7 @@ export async function get(port: number, path: string, token?: string): Promise<H
   return { status: res.status, headers: res.headers, body: await res.text() };
 }
 
-/** One sample's value: `name` with exactly these labels (in any order); undefined when absent. */
+/** One sample's value: `name` with exactly these labels (in any order; `node` only when asked for); undefined when absent. */
 export function sample(text: string, name: string, labels: Record<string, string> = {}): number | undefined {
   for (const line of text.split('\n')) {
     if (line.startsWith('#')) continue;
@@ -16,6 +16,7 @@ export function sample(text: string, name: string, labels: Record<string, string
     if (!m || m[1] !== name) continue;
     const got: Record<string, string> = {};
     for (const l of (m[2] ?? '').matchAll(/([a-zA-Z_]\w*)="((?:[^"\\]|\\.)*)"/g)) got[l[1]] = l[2];
+    if (!('node' in labels)) delete got.node; // every series carries the node's name
     if (Object.keys(got).length === Object.keys(labels).length && Object.entries(labels).every(([k, v]) => got[k] === v)) return Number(m[3]);
   }
   return undefined;
