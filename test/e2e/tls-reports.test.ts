@@ -16,7 +16,7 @@ import { generateKey } from '../../src/dkim/keygen';
 import { verifyDkim } from '../helpers/dkim-verify';
 import { DOMAIN, HELO, Harness, logLines, RELAY_IP, rawMessage, startHarness, submit, waitForLog } from '../helpers/relay-harness';
 import { Sink, SinkMessage, startSink, testCertificate } from '../helpers/sink';
-import { issueCertificate, makeTestCa } from '../helpers/issued-test-ca';
+import { createTestCa } from '../helpers/test-ca';
 
 const INTERVAL_MS = 10_000;
 const ORG = 'Example Relay Operators';
@@ -139,8 +139,8 @@ const times: Record<string, number[]> = {};
 let restartedAt = 0;
 
 beforeAll(async () => {
-  const ca = await makeTestCa();
-  const good = await issueCertificate(ca, ['tlsrpt.reports.test']);
+  const ca = await createTestCa();
+  const good = await ca.issue(['tlsrpt.reports.test']);
   const self = await testCertificate(); // not from the CA
   goodHttps = await startHttps(good.key, good.cert);
   badHttps = await startHttps(self.key, self.cert);
