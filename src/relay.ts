@@ -46,10 +46,11 @@ export async function startRelay(config: RelayConfig, options: { log?: Logger } 
   await spool.lock().catch((err: unknown) => {
     throw explainDataDirError(err, config.dataDir);
   });
-  const queued = await spool.open();
-  for (const file of spool.damaged) {
+  // Opening reads no message (spool/due-index.ts): submission starts at once however large the queue.
+  const opened = await spool.open();
+  spool.onDamaged = (file) => {
     log.error({ file }, 'a queued message does not match its checksum (written out of order before a crash, or damaged on disk): moved to spool-damaged/ and not sent; if the message in it is whole (the file is the message, then its envelope as JSON), submit it again');
-  }
+  };
   const tls = loadTlsCertificate(config, hostname);
   if (tls.generated) log.info({ cert: tls.path }, 'made a self-signed TLS certificate for submission');
   const users = new UserDirectory(config.usersFile, {
@@ -84,9 +85,14 @@ export async function startRelay(config: RelayConfig, options: { log?: Logger } 
     },
     bounce: { keys, heloName: hostname },
     delayWarningMs: config.delivery.delayWarning * 1000,
+    activeLimit: config.delivery.activeQueueLimit,
   });
-  queue.start(queued);
-  if (queued.length) log.info({ messages: queued.length }, 'picked up queued messages from the spool');
+  if (!opened.indexTrusted) {
+    log.warn({ index: spool.index.dir }, opened.indexExisted
+      ? 'the relay did not stop cleanly on this boot: the spool index is checked against the spool in the background'
+      : 'no spool index yet: it is built from the spool in the background');
+  }
+  queue.start({ repairIndex: opened.indexTrusted ? false : opened.indexExisted ? true : 'rebuild' });
 
   const authFailures = new AuthFailures({
     maxFailures: config.auth.maxFailures,
@@ -154,6 +160,7 @@ export async function startRelay(config: RelayConfig, options: { log?: Logger } 
     keyWatch.stop();
     await keyCheck.stop();
     await queue.stop(0);
+    await spool.close();
     await spool.unlock();
     throw explainListenError(err, config.submission);
   });
@@ -167,6 +174,7 @@ export async function startRelay(config: RelayConfig, options: { log?: Logger } 
       await submission.close();
       authFailures.close();
       await queue.stop(timeoutMs);
+      await spool.close();
       await spool.unlock();
       log.info({ queued: queue.size }, 'stopped');
       log.flush?.();

@@ -3,6 +3,8 @@
 // delete change the queue: while a relay holds the spool lock they are handed to it as
 // request files (<dataDir>/control/), which it applies within a second, so only one process
 // ever writes the spool; with no relay running they edit the spool themselves, under the lock.
+// list streams: one message read and printed at a time, so a queue of a million prints
+// without holding a million envelopes (only their names, to print them in order).
 import fsp from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { queueBounce } from '../bounce/bounce';
@@ -88,27 +90,33 @@ function summary(e: SpoolEnvelope) {
 }
 
 async function list(spool: Spool, ctx: CliContext, json: boolean): Promise<number> {
-  const envelopes = await spool.list();
-  if (json) {
-    ctx.stdout.write(JSON.stringify(envelopes.map(summary), null, 2) + '\n');
-    return 0;
-  }
-  if (!envelopes.length) {
-    ctx.stdout.write('the queue is empty\n');
-    return 0;
-  }
+  let count = 0;
   const now = Date.now();
-  for (const e of envelopes) {
+  for await (const e of spool.envelopes()) {
     const s = summary(e);
-    const next = nextAttempt(e);
-    const when = next === null ? '-' : next <= now ? 'now' : `in ${age(new Date(now - (next - now)).toISOString(), now)}`;
-    ctx.stdout.write(`${e.id}  ${s.age.padStart(4)}  ${e.sender || '<>'}${e.dsn ? ` (${e.dsn === 'failed' ? 'bounce' : 'delay notice'})` : ''}  attempts ${s.attempts}  next ${when}\n`);
-    for (const r of e.recipients) {
-      ctx.stdout.write(`    ${r.address}  ${r.status}  attempts ${r.attempts}${r.lastReply ? `  ${r.lastReply}` : ''}\n`);
+    if (json) {
+      // a JSON array written element by element, as JSON.stringify(all, null, 2) would write it
+      const element = JSON.stringify(s, null, 2).replace(/\n/g, '\n  ');
+      await write(ctx, `${count ? ',\n' : '[\n'}  ${element}`);
+    } else {
+      const next = nextAttempt(e);
+      const when = next === null ? '-' : next <= now ? 'now' : `in ${age(new Date(now - (next - now)).toISOString(), now)}`;
+      await write(ctx, `${e.id}  ${s.age.padStart(4)}  ${e.sender || '<>'}${e.dsn ? ` (${e.dsn === 'failed' ? 'bounce' : 'delay notice'})` : ''}  attempts ${s.attempts}  next ${when}\n` +
+        e.recipients.map((r) => `    ${r.address}  ${r.status}  attempts ${r.attempts}${r.lastReply ? `  ${r.lastReply}` : ''}\n`).join(''));
     }
+    count++;
   }
-  ctx.stdout.write(`${envelopes.length} message(s)\n`);
+  if (json) ctx.stdout.write(count ? '\n]\n' : '[]\n');
+  else ctx.stdout.write(count ? `${count} message(s)\n` : 'the queue is empty\n');
   return 0;
+}
+
+/** Writes, waiting when the reader is slower (a pipe to `less`), so that a long list is not buffered whole. */
+function write(ctx: CliContext, text: string): Promise<void> | void {
+  if (ctx.stdout.write(text)) return;
+  const stream = ctx.stdout as NodeJS.WritableStream;
+  if (typeof stream.once !== 'function') return;
+  return new Promise((resolve) => stream.once('drain', () => resolve()));
 }
 
 async function show(spool: Spool, id: string, ctx: CliContext, json: boolean): Promise<number> {
@@ -166,11 +174,12 @@ async function change(spool: Spool, request: ControlRequest, ctx: CliContext, js
 async function changeOffline(spool: Spool, request: ControlRequest, ctx: CliContext): Promise<ControlReply> {
   try {
     if (request.action === 'retry') {
-      const targets = request.all ? await spool.list() : [await spool.read(request.id ?? '')].filter((e): e is SpoolEnvelope => !!e);
-      if (!request.all && !targets.length) return { ok: false, message: `no message ${request.id} in the queue` };
+      const one = request.all ? null : await spool.read(request.id ?? '');
+      if (!request.all && !one) return { ok: false, message: `no message ${request.id} in the queue` };
+      const targets = one ? [one] : spool.envelopes();
       const now = Date.now();
       const ids: string[] = [];
-      for (const e of targets) {
+      for await (const e of targets) {
         const queued = e.recipients.filter((r) => r.status === 'queued');
         if (!queued.length) continue;
         for (const r of queued) r.nextAttemptAt = now;

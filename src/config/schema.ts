@@ -325,6 +325,11 @@ export const schema = {
     connectTimeout: { doc: 'Time to wait for an MX to answer.', format: 'seconds', default: 30, env: 'RELAY_CONNECT_TIMEOUT' },
     // above connectionsPerDestination, so one busy destination leaves room for the others
     concurrency: { doc: 'Most delivery connections open at the same time, over all destinations.', format: 'nat', default: 50, env: 'RELAY_DELIVERY_CONCURRENCY' },
+    activeQueueLimit: {
+      // Postfix's qmgr_message_active_limit (20000): what is in delivery or due soon
+      doc: 'Most queued messages held in memory (the active queue: in delivery or due within a minute); the others wait on disk, found through the spool index. At least 1.',
+      format: 'nat', default: 10_000, env: 'RELAY_ACTIVE_QUEUE_LIMIT',
+    },
   },
   identity: {
     strict: {
@@ -373,7 +378,7 @@ export type RelayConfig = {
     connectionsPerDestination: number; messagesPerConnection: number; throttlePause: number;
     destinationLimits: DestinationLimitRule[];
     classifierRules: string;
-    connectTimeout: number; concurrency: number;
+    connectTimeout: number; concurrency: number; activeQueueLimit: number;
   };
   identity: { strict: boolean };
   doctor: { spamhausZone: string; blocklists: string[] };
