@@ -137,6 +137,8 @@ export class QueueRunner {
   /** A refill is running; `refillAgain`: asked for again meanwhile. */
   private refilling = false;
   private refillAgain = false;
+  /** Due messages may wait on disk (the last refill stopped at the bound, or one was not taken in): refill as room frees. */
+  private moreOnDisk = true;
   /** `queue retry --all` is making the messages on disk due. */
   private flushing = false;
   private repairing = false;
@@ -178,6 +180,7 @@ export class QueueRunner {
     if (this.stopped || this.active.size >= this.activeLimit) {
       // the active queue is full: it waits on disk, its index entry says it is due now
       this.options.spool.release(envelope.id);
+      this.moreOnDisk = true;
       return;
     }
     this.active.set(envelope.id, envelope);
@@ -370,8 +373,13 @@ export class QueueRunner {
     const until = bucketOf(Date.now() + ACTIVE_HORIZON_MS);
     const current = bucketOf(Date.now());
     let loaded = 0;
+    let full = false;
     for (const bucket of await spool.index.buckets()) {
-      if (bucket > until || this.stopped || this.active.size >= this.activeLimit) break;
+      if (bucket > until || this.stopped) break;
+      if (this.active.size >= this.activeLimit) {
+        full = true;
+        break;
+      }
       let empty = true;
       const found: SpoolEnvelope[] = [];
       let batch: string[] = [];
@@ -403,7 +411,11 @@ export class QueueRunner {
       };
       for await (const id of spool.index.entries(bucket)) {
         empty = false;
-        if (this.stopped || this.active.size + found.length + batch.length >= this.activeLimit) break;
+        if (this.stopped) break;
+        if (this.active.size + found.length + batch.length >= this.activeLimit) {
+          full = true;
+          break;
+        }
         if (this.active.has(id) || spool.isHeld(id)) {
           // its own entry, or one left behind by a move that a crash cut short
           const own = spool.heldBucket(id);
@@ -423,7 +435,13 @@ export class QueueRunner {
       }
       if (empty && bucket < current) await spool.index.drop(bucket);
     }
+    this.moreOnDisk = full;
     if (loaded) this.schedulePump();
+  }
+
+  /** Room in the active queue: refill it now if due messages may wait on disk (else the next poll looks). */
+  private roomFreed(): void {
+    if (this.moreOnDisk && this.active.size < this.activeLimit) this.schedulePump();
   }
 
   /**
@@ -453,7 +471,10 @@ export class QueueRunner {
           }
           if (touched) {
             await spool.update(envelope);
-            made++;
+            if (++made % 100 === 0) {
+              this.moreOnDisk = true;
+              this.roomFreed();
+            }
           }
           spool.release(id);
         }
@@ -464,6 +485,7 @@ export class QueueRunner {
       .catch((err: Error) => log.error({ err: err.message }, 'queue retry --all was cut short'))
       .finally(() => {
         this.flushing = false;
+        this.moreOnDisk = true;
         this.schedulePump();
       });
     this.track(task);
@@ -838,7 +860,7 @@ export class QueueRunner {
     if (this.running.get(id) || this.active.get(id) !== envelope) return; // taken up again meanwhile
     this.active.delete(id);
     this.options.spool.release(id);
-    if (this.active.size < this.activeLimit) this.schedulePump();
+    this.roomFreed();
   }
 
   /** Bounces, delay notices, deletion and removal of a message with no job running. */
@@ -883,6 +905,7 @@ export class QueueRunner {
     if (envelope.recipients.every((r) => r.status !== 'queued' && (r.status !== 'failed' || r.notified))) {
       this.active.delete(envelope.id);
       this.deleteRequests.delete(envelope.id);
+      this.roomFreed();
       await spool.remove(envelope.id);
       log.info({ id: envelope.id, recipients: envelope.recipients.map((r) => ({ address: r.address, status: r.status })) }, 'message done');
     } else if (changed) {

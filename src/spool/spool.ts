@@ -241,14 +241,14 @@ export class MessageWriter {
     const full: SpoolEnvelope = { ...fields, id: this.id, size: this.bytes, crc32: this.crc };
     const trailer = encodeTrailer({ ...full, dkimSignatures } satisfies StoredEnvelope);
     if (!this.handle) {
-      await this.spool.commitFromMemory(this.id, this.chunks!, trailer, Buffer.from(dkimSignatures, 'latin1'));
+      await this.spool.commitFromMemory(this.id, this.chunks!, trailer, Buffer.from(dkimSignatures, 'latin1'), dueOf(full));
       return full;
     }
     await writeAll(this.handle, [trailer]);
     await this.handle.sync();
     this.closed = true;
     await this.handle.close();
-    this.spool.commitFile(this.id, this.tmpFile);
+    this.spool.commitFile(this.id, this.tmpFile, dueOf(full));
     await this.spool.syncQueue(this.id);
     return full;
   }
@@ -582,11 +582,11 @@ export class Spool {
    * once. Resolves when both are done; on any failure the file is removed and nothing was
    * accepted. The message is then kept in memory as it will be sent: `signatures` first.
    */
-  async commitFromMemory(id: string, message: Buffer[], trailer: Buffer, signatures: Buffer): Promise<void> {
+  async commitFromMemory(id: string, message: Buffer[], trailer: Buffer, signatures: Buffer, due = Date.now()): Promise<void> {
     const file = this.messagePath(id);
     let fd: number;
     try {
-      this.indexNew(id);
+      this.indexNew(id, due);
       fd = fs.openSync(file, 'wx', 0o600);
     } catch (err) {
       this.unindex(id);
@@ -616,8 +616,8 @@ export class Spool {
    * leaves an entry without a message (harmless), never a message without an entry. The
    * message is held from now on (the relay keeps it in memory or releases it).
    */
-  private indexNew(id: string): void {
-    const bucket = bucketOf(Date.now());
+  private indexNew(id: string, due: number): void {
+    const bucket = bucketOf(due);
     this.index.add(bucket, id);
     this.held.set(id, bucket);
   }
@@ -633,9 +633,9 @@ export class Spool {
    * @internal the commit of a message streamed to disk (see the top of this file), once the
    * writer has written and fsynced the temporary file: the rename into the queue.
    */
-  commitFile(id: string, tmpFile: string): void {
+  commitFile(id: string, tmpFile: string, due = Date.now()): void {
     try {
-      this.indexNew(id);
+      this.indexNew(id, due);
       fs.renameSync(tmpFile, this.messagePath(id));
     } catch (err) {
       unlinkIfPresent(tmpFile);
