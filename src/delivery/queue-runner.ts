@@ -257,7 +257,7 @@ export class QueueRunner {
     let onDisk = 0;
     if (!id) {
       onDisk = Math.max(0, this.size - this.active.size);
-      if (onDisk) this.flush(now);
+      this.flush(now);
     }
     this.schedulePump();
     return { ids, onDisk };
