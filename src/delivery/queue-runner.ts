@@ -500,12 +500,15 @@ export class QueueRunner {
     this.repairing = true;
     const { spool, log } = this.options;
     const started = Date.now();
-    const pause = () => new Promise<void>((resolve) => {
-      if (rebuild || this.stopped) setImmediate(resolve);
-      else setTimeout(resolve, 100);
+    const pause = () => new Promise<boolean>((resolve) => {
+      if (this.stopped) resolve(false); // the rest at the next start that needs it (the index stays untrusted only if unclean)
+      else if (rebuild) setImmediate(() => resolve(true));
+      else setTimeout(() => resolve(true), 100);
     });
     const task = spool.repairIndex(pause)
-      .then((result) => {
+      .then(async (result) => {
+        if (!result.complete) return; // stopped: the next start walks again (due-index.ts)
+        await spool.index.repaired();
         const fields = { ...result, seconds: Math.round((Date.now() - started) / 1000) };
         if (result.added || result.removed) log.warn(fields, 'the spool index lacked messages: added (or cleaned away what a crash left)');
         else log.info(fields, 'the spool index was checked against the spool');

@@ -27,6 +27,8 @@ interface IndexState {
   clean: boolean;
   /** /proc/sys/kernel/random/boot_id when it was written. */
   bootId: string;
+  /** The index was found untrusted and the walk that repairs it has not finished yet. */
+  needsRepair?: boolean;
 }
 
 function currentBootId(): string {
@@ -42,6 +44,7 @@ export class DueIndex {
   private readonly stateFile: string;
   /** Minute folders known to exist (so that adding an entry is one file create). */
   private readonly known = new Set<number>();
+  private needsRepair = false;
 
   constructor(dataDir: string) {
     this.dir = path.join(dataDir, 'spool-index');
@@ -52,7 +55,8 @@ export class DueIndex {
    * Opens the index for a relay: says whether it can be trusted as it is, and marks it in use
    * (not clean) until close(). Not trusted: no index yet, or the last relay neither stopped
    * cleanly nor ran on this boot (a crash of the machine may have lost entries not yet on disk;
-   * a killed process loses none: its entries are in the page cache).
+   * a killed process loses none: its entries are in the page cache), or a repair of it was cut
+   * short. Untrusted, it stays so (on disk) until repaired() is called.
    */
   async open(): Promise<{ trusted: boolean; existed: boolean }> {
     let existed = true;
@@ -64,14 +68,21 @@ export class DueIndex {
     }
     await fsp.mkdir(this.dir, { recursive: true, mode: 0o700 });
     const bootId = currentBootId();
-    const trusted = !!state && (state.clean || (!!bootId && state.bootId === bootId));
-    await this.writeState({ clean: false, bootId });
+    const trusted = !!state && !state.needsRepair && (state.clean || (!!bootId && state.bootId === bootId));
+    this.needsRepair = !trusted;
+    await this.writeState({ clean: false, bootId, needsRepair: this.needsRepair });
     return { trusted, existed };
   }
 
-  /** Marks a clean stop: the next start trusts the index. */
+  /** The walk of the whole spool is done: the index has every message. */
+  async repaired(): Promise<void> {
+    this.needsRepair = false;
+    await this.writeState({ clean: false, bootId: currentBootId(), needsRepair: false });
+  }
+
+  /** Marks a clean stop: the next start trusts the index (unless a repair is still owed). */
   async close(): Promise<void> {
-    await this.writeState({ clean: true, bootId: currentBootId() });
+    await this.writeState({ clean: true, bootId: currentBootId(), needsRepair: this.needsRepair });
   }
 
   private async writeState(state: IndexState): Promise<void> {

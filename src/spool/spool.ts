@@ -490,17 +490,17 @@ export class Spool {
    * entries that are missing; removes what a crash left behind: files without a whole trailer,
    * state files without their message, temporary files. Messages held by this process and
    * those made after the walk began are left alone. `pause` is awaited after every `batch`
-   * messages (so that a large spool is walked without starving the relay).
+   * messages (so that a large spool is walked without starving the relay); false ends the walk.
    */
-  async repairIndex(pause: () => Promise<void>, batch = 200): Promise<{ checked: number; added: number; removed: number }> {
+  async repairIndex(pause: () => Promise<boolean | void>, batch = 200): Promise<{ checked: number; added: number; removed: number; complete: boolean }> {
     const before = this.newId().slice(0, ID_TIME_LENGTH);
     const old = (name: string) => name.slice(0, ID_TIME_LENGTH) < before;
-    const result = { checked: 0, added: 0, removed: 0 };
+    const result = { checked: 0, added: 0, removed: 0, complete: false };
     let sincePause = 0;
     for await (const name of namesIn(this.queueDir)) {
       if (++sincePause >= batch) {
         sincePause = 0;
-        await pause();
+        if ((await pause()) === false) return result;
       }
       const file = path.join(this.queueDir, name);
       if (name.endsWith('.tmp')) {
@@ -541,6 +541,7 @@ export class Spool {
         }
       });
     }
+    result.complete = true;
     return result;
   }
 

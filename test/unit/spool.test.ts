@@ -153,7 +153,7 @@ test('after a crash, what was never committed or is left of a removal is cleaned
   const again = new Spool(dir);
   await again.open();
   const repaired = await again.repairIndex(async () => undefined);
-  expect(repaired).toEqual({ checked: 5, added: 0, removed: 4 });
+  expect(repaired).toEqual({ checked: 5, added: 0, removed: 4, complete: true });
   expect((await again.list()).map((e) => e.id)).toEqual([kept.id]);
   expect(spoolFiles()).toEqual([`${kept.id}.eml`]);
 });
