@@ -165,7 +165,7 @@ export class QueueRunner {
     this.timer.unref();
     const { spool, log } = this.options;
     this.track(spool.count().then(
-      (queued) => log.info({ messages: queued }, queued ? 'queued messages in the spool' : 'the spool is empty'),
+      (queued) => log.info({ messages: queued }, queued ? 'picked up queued messages from the spool' : 'the spool is empty'),
       (err: Error) => log.error({ err: err.message }, 'the spool could not be counted'),
     ));
     if (options.repairIndex) this.repair(options.repairIndex === 'rebuild');
