@@ -22,6 +22,7 @@ interface Queued { id: string; subject: string; due: number }
 async function queueOnDisk(dataDir: string, items: { subject: string; due: number }[]): Promise<Queued[]> {
   const spool = new Spool(dataDir);
   await spool.open();
+  await spool.index.repaired(); // it was empty: its index is whole, as a relay that ran on it would leave it
   const out: Queued[] = [];
   for (const { subject, due } of items) {
     const writer = spool.createWriter();
