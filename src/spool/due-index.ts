@@ -2,15 +2,16 @@
 // without reading every file of a large queue: <dataDir>/spool-index/<minute>/<id>, one empty
 // file per queued message in the folder of the minute (epoch ms / 60000) of its next attempt.
 // The spool files stay the truth; an entry is only a hint that the message may be due then:
-// - an entry is made before the message it points to is written (at commit) or before the
-//   old entry is removed (after a deferral), so a crash leaves at worst an extra entry, which
-//   is harmless: whoever reads it checks the message (gone: the entry is dropped; due later:
-//   it is moved to the right minute);
+// - an entry is made before the message it points to is written (at commit), and moved to its
+//   new minute by one rename once a deferral's state is on disk, so a crash leaves at worst an
+//   entry too many (its message never committed, or removed) or an early one, both harmless:
+//   whoever reads an entry checks the message (gone: the entry is dropped; due later: the
+//   entry is moved to the right minute);
 // - entries are not fsynced (the spool files are): a power loss can lose some. That is what
 //   `state.json` is for: it tells whether the relay stopped cleanly and on which boot the
 //   index was last written; after a crash of the machine (not clean, another boot), after a
-//   start without an index (an older version's spool) and once a day, a slow scan of the spool
-//   adds what is missing (queue-runner.ts).
+//   start without an index (an older version's spool), until such a repair has once finished,
+//   and once a day, a slow scan of the spool adds what is missing (queue-runner.ts).
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
@@ -108,10 +109,7 @@ export class DueIndex {
   add(bucket: number, id: string): void {
     const file = this.entryPath(bucket, id);
     for (let attempt = 0; ; attempt++) {
-      if (!this.known.has(bucket)) {
-        fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
-        this.known.add(bucket);
-      }
+      this.folder(bucket);
       try {
         fs.closeSync(fs.openSync(file, 'wx', 0o600));
         return;
@@ -122,6 +120,30 @@ export class DueIndex {
         if (code !== 'ENOENT' || attempt > 0) throw err;
         this.known.delete(bucket);
       }
+    }
+  }
+
+  /** Makes sure a minute's folder exists. */
+  private folder(bucket: number): void {
+    if (this.known.has(bucket)) return;
+    fs.mkdirSync(path.join(this.dir, String(bucket)), { recursive: true, mode: 0o700 });
+    this.known.add(bucket);
+  }
+
+  /**
+   * Moves an entry to another minute: one rename, so that at every instant one of the two
+   * exists (a crash leaves the old one or the new one). An entry that is not where it was
+   * thought to be is made anew.
+   */
+  async move(from: number, to: number, id: string): Promise<void> {
+    if (from === to) return;
+    try {
+      this.folder(to);
+      await fsp.rename(this.entryPath(from, id), this.entryPath(to, id));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      this.known.delete(to); // (or its folder went as empty meanwhile)
+      this.add(to, id);
     }
   }
 

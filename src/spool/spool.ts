@@ -437,14 +437,11 @@ export class Spool {
   /**
    * Moves the index entry of a message found in minute `from` to the minute it is due (an
    * entry that was early: a crash between a state write and the move of its entry, or a
-   * state changed by the queue CLI with no relay running). The new entry comes first.
+   * state changed by the queue CLI with no relay running).
    */
   async reindex(id: string, from: number, due: number): Promise<void> {
     const to = bucketOf(due);
-    if (to !== from) {
-      this.index.add(to, id);
-      await this.index.remove(from, id);
-    }
+    await this.index.move(from, to, id);
     if (this.held.has(id)) this.held.set(id, to);
   }
 
@@ -704,10 +701,10 @@ export class Spool {
     const { id } = envelope;
     const text = JSON.stringify(envelope); // the state as of now, not as of the write
     this.forget(id); // a retry comes much later: read it from disk then
-    // The index entry follows the state: made in the new minute once the state is on disk,
-    // then removed from the old one (a crash in between leaves the old one too: it is early,
-    // which is harmless). A message not held (the queue CLI) has an old entry unknown here:
-    // it is left for the relay to drop when it finds it.
+    // The index entry follows the state: moved (renamed) to the new minute once the state is
+    // on disk (a crash in between leaves it in the old minute: early, which is harmless). A
+    // message not held (the queue CLI) has an old entry unknown here: a new one is made, the
+    // old one left for the relay to drop when it finds it.
     const to = bucketOf(dueOf(envelope));
     const from = this.held.get(id);
     if (from !== undefined) this.held.set(id, to);
@@ -717,10 +714,8 @@ export class Spool {
       await writeFileSynced(tmp, text);
       await fsp.rename(tmp, this.statePath(id));
       this.stateFiles.add(id);
-      if (to !== from) {
-        this.index.add(to, id);
-        if (from !== undefined) await this.index.remove(from, id);
-      }
+      if (from === undefined) this.index.add(to, id);
+      else await this.index.move(from, to, id);
     });
   }
 

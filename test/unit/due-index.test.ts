@@ -36,6 +36,11 @@ test('entries: one empty file per message in the folder of its minute; listed mi
   expect(await index.buckets()).toEqual([bucketOf(now + 3 * 60_000)]);
   index.add(bucketOf(now), 'D'); // its folder was removed: made again
   expect(index.has(bucketOf(now), 'D')).toBe(true);
+  // a deferral moves an entry by one rename; one that is not where it was thought is made anew
+  await index.move(bucketOf(now), bucketOf(now + 60 * 60_000), 'D');
+  expect([index.has(bucketOf(now), 'D'), index.has(bucketOf(now + 60 * 60_000), 'D')]).toEqual([false, true]);
+  await index.move(bucketOf(now), bucketOf(now + 2 * 60 * 60_000), 'E');
+  expect(index.has(bucketOf(now + 2 * 60 * 60_000), 'E')).toBe(true);
 });
 
 test('a start trusts the index after a clean stop, or after a killed relay on the same boot; not after a crash of the machine, nor when there was none', async () => {
