@@ -18,7 +18,7 @@ import type { RelayMonitor } from './http/relay-monitor';
 import { createLogger, Logger } from './log';
 import { NetworkList } from './policy/client-access';
 import { JournalWriter } from './spool/journal';
-import { Spool, SpoolEnvelope } from './spool/spool';
+import { Spool } from './spool/spool';
 import type { SharedRedis } from './shared-state/shared-redis';
 import type { RedisAuthCounters } from './shared-state/redis-auth-counters';
 import type { RedisDestinationState } from './shared-state/redis-destination-state';
@@ -122,18 +122,19 @@ async function startParts(config: RelayConfig, options: StartOptions, log: Logge
   });
   // A start that fails from here on gives the spool back, so the same process (a test, a
   // supervisor calling startRelay again) can start on this data dir without waiting.
-  let queued: SpoolEnvelope[];
+  // Opening reads no message (spool/due-index.ts): submission starts at once however large the queue.
+  let opened: Awaited<ReturnType<Spool['open']>>;
   let tls: ReturnType<typeof loadTlsCertificate>;
   try {
-    queued = await spool.open();
+    opened = await spool.open();
     tls = loadTlsCertificate(config, hostname);
   } catch (err) {
     await spool.unlock();
     throw err;
   }
-  for (const file of spool.damaged) {
+  spool.onDamaged = (file) => {
     log.error({ file }, 'a queued message does not match its checksum (written out of order before a crash, or damaged on disk): moved to spool-damaged/ and not sent; if the message in it is whole (the file is the message, then its envelope as JSON), submit it again');
-  }
+  };
   const journal = new JournalWriter(config.dataDir, {
     days: config.queue.journalDays,
     maxDayBytes: config.queue.journalMaxDaySize,
@@ -208,8 +209,14 @@ async function startParts(config: RelayConfig, options: StartOptions, log: Logge
     dane,
     tlsReports: tlsReports ?? undefined,
     events: monitor,
+    activeLimit: config.delivery.activeQueueLimit,
   });
-  queue.start(queued);
+  if (!opened.indexTrusted) {
+    log.warn({ index: spool.index.dir }, opened.indexExisted
+      ? 'the relay did not stop cleanly on this boot: the spool index is checked against the spool in the background'
+      : 'no spool index yet: it is built from the spool in the background');
+  }
+  queue.start({ repairIndex: opened.indexTrusted ? false : opened.indexExisted ? true : 'rebuild' });
   if (monitor) monitor.state.queue = queue;
   const tlsReportSender = tlsReports
     ? new TlsReportSender({
@@ -226,7 +233,6 @@ async function startParts(config: RelayConfig, options: StartOptions, log: Logge
     : null;
   tlsReports?.start();
   tlsReportSender?.start();
-  if (queued.length) log.info({ messages: queued.length }, 'picked up queued messages from the spool');
 
   const authFailures = new AuthFailures({
     maxFailures: config.auth.maxFailures,
@@ -302,6 +308,7 @@ async function startParts(config: RelayConfig, options: StartOptions, log: Logge
     await tlsReports?.stop();
     await journal.close();
     await shared?.close();
+    await spool.close();
     await spool.unlock();
     throw explainListenError(err, config.submission);
   });
@@ -324,6 +331,7 @@ async function startParts(config: RelayConfig, options: StartOptions, log: Logge
       await journal.close();
       await mtaSts?.idle();
       await shared?.close();
+      await spool.close();
       await spool.unlock();
       log.info({ queued: queue.size }, 'stopped');
       log.flush?.();

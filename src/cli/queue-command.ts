@@ -6,6 +6,8 @@
 // show of a message no longer queued reads the journal of final outcomes (spool/journal.ts),
 // which needs no lock either. Text from outside (addresses, replies, headers) is printed
 // without its control characters (printable.ts).
+// list streams: one message read and printed at a time, so a queue of a million prints
+// without holding a million envelopes (only their names, to print them in order).
 import fsp from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { queueBounce } from '../bounce/bounce';
@@ -94,27 +96,33 @@ function summary(e: SpoolEnvelope) {
 }
 
 async function list(spool: Spool, ctx: CliContext, json: boolean): Promise<number> {
-  const envelopes = await spool.list();
-  if (json) {
-    ctx.stdout.write(terminalJson(envelopes.map(summary)) + '\n');
-    return 0;
-  }
-  if (!envelopes.length) {
-    ctx.stdout.write('the queue is empty\n');
-    return 0;
-  }
+  let count = 0;
   const now = Date.now();
-  for (const e of envelopes) {
+  for await (const e of spool.envelopes()) {
     const s = summary(e);
-    const next = nextAttempt(e);
-    const when = next === null ? '-' : next <= now ? 'now' : `in ${age(new Date(now - (next - now)).toISOString(), now)}`;
-    ctx.stdout.write(`${e.id}  ${s.age.padStart(4)}  ${printable(e.sender) || '<>'}${e.dsn ? ` (${e.dsn === 'failed' ? 'bounce' : 'delay notice'})` : ''}  attempts ${s.attempts}  next ${when}\n`);
-    for (const r of e.recipients) {
-      ctx.stdout.write(`    ${printable(r.address)}  ${r.status}  attempts ${r.attempts}${r.lastReply ? `  ${printable(r.lastReply)}` : ''}\n`);
+    if (json) {
+      // a JSON array written element by element, as JSON.stringify(all, null, 2) would write it
+      const element = terminalJson(s).replace(/\n/g, '\n  ');
+      await write(ctx, `${count ? ',\n' : '[\n'}  ${element}`);
+    } else {
+      const next = nextAttempt(e);
+      const when = next === null ? '-' : next <= now ? 'now' : `in ${age(new Date(now - (next - now)).toISOString(), now)}`;
+      await write(ctx, `${e.id}  ${s.age.padStart(4)}  ${printable(e.sender) || '<>'}${e.dsn ? ` (${e.dsn === 'failed' ? 'bounce' : 'delay notice'})` : ''}  attempts ${s.attempts}  next ${when}\n` +
+        e.recipients.map((r) => `    ${printable(r.address)}  ${r.status}  attempts ${r.attempts}${r.lastReply ? `  ${printable(r.lastReply)}` : ''}\n`).join(''));
     }
+    count++;
   }
-  ctx.stdout.write(`${envelopes.length} message(s)\n`);
+  if (json) ctx.stdout.write(count ? '\n]\n' : '[]\n');
+  else ctx.stdout.write(count ? `${count} message(s)\n` : 'the queue is empty\n');
   return 0;
+}
+
+/** Writes, waiting when the reader is slower (a pipe to `less`), so that a long list is not buffered whole. */
+function write(ctx: CliContext, text: string): Promise<void> | void {
+  if (ctx.stdout.write(text)) return;
+  const stream = ctx.stdout as NodeJS.WritableStream;
+  if (typeof stream.once !== 'function') return;
+  return new Promise((resolve) => stream.once('drain', () => resolve()));
 }
 
 async function show(spool: Spool, id: string, ctx: CliContext, json: boolean): Promise<number> {
@@ -245,11 +253,12 @@ async function change(spool: Spool, request: ControlRequest, ctx: CliContext, js
 async function changeOffline(spool: Spool, request: ControlRequest, ctx: CliContext): Promise<ControlReply> {
   try {
     if (request.action === 'retry') {
-      const targets = request.all ? await spool.list() : [await spool.read(request.id ?? '')].filter((e): e is SpoolEnvelope => !!e);
-      if (!request.all && !targets.length) return { ok: false, message: `no message ${request.id} in the queue` };
+      const one = request.all ? null : await spool.read(request.id ?? '');
+      if (!request.all && !one) return { ok: false, message: `no message ${request.id} in the queue` };
+      const targets = one ? [one] : spool.envelopes();
       const now = Date.now();
       const ids: string[] = [];
-      for (const e of targets) {
+      for await (const e of targets) {
         const queued = e.recipients.filter((r) => r.status === 'queued');
         if (!queued.length) continue;
         for (const r of queued) r.nextAttemptAt = now;

@@ -408,6 +408,11 @@ export const schema = {
     },
     // above connectionsPerDestination, so one busy destination leaves room for the others
     concurrency: { doc: 'Most delivery connections open at the same time, over all destinations.', format: 'nat', default: 50, env: 'RELAY_DELIVERY_CONCURRENCY' },
+    activeQueueLimit: {
+      // Postfix's qmgr_message_active_limit (20000): what is in delivery or due soon
+      doc: 'Most queued messages held in memory (the active queue: in delivery or due within a minute); the others wait on disk, found through the spool index. At least 1.',
+      format: 'nat', default: 10_000, env: 'RELAY_ACTIVE_QUEUE_LIMIT',
+    },
     mtaSts: {
       doc: 'Honour the MTA-STS policies of recipient domains (RFC 8461): under mode enforce, mail goes only to the MX hosts the policy names, over TLS 1.2+ with a valid certificate, or waits. Policies are cached in the data dir (mta-sts/). off: opportunistic TLS only.',
       format: 'on-off', default: true, env: 'RELAY_MTA_STS',
@@ -511,7 +516,7 @@ export type RelayConfig = {
     connectionsPerDestination: number; messagesPerConnection: number; throttlePause: number;
     destinationLimits: DestinationLimitRule[];
     classifierRules: string;
-    connectTimeout: number; concurrency: number; dane: boolean; mtaSts: boolean; caFile: string;
+    connectTimeout: number; concurrency: number; dane: boolean; mtaSts: boolean; caFile: string; activeQueueLimit: number;
   };
   queue: { journalDays: number; journalMaxDaySize: number };
   tlsrpt: { enabled: boolean; interval: number; org: string; contact: string };

@@ -17,6 +17,11 @@
 // recipient is not sent again after a restart. When no job of a message is running, failed
 // recipients are bounced (a DSN to the sender, queued through the spool) and a message whose
 // recipients are all final is removed.
+// Only the active queue is in memory (Postfix's active queue): the messages in delivery or
+// due within ACTIVE_HORIZON_MS, at most `activeLimit` of them. The rest wait on disk, found
+// through the spool's due index (spool/due-index.ts): `refill` takes the entries of the
+// minutes that are due, oldest first, while there is room; a message deferred beyond the
+// horizon leaves memory once its state is written (its index entry moved with it).
 import { queueBounce, BounceContext } from '../bounce/bounce';
 import { DsnRecipient } from '../bounce/dsn';
 import { DestinationLimitRule } from '../config/schema';
@@ -24,7 +29,8 @@ import { Logger } from '../log';
 import { domainOf } from '../policy/sender-domains';
 import { ControlReply, ControlRequest, processControlRequests } from '../spool/control';
 import { JournalRecord } from '../spool/journal';
-import { AttemptRecord, HISTORY_LENGTH, RecipientState, Spool, SpoolEnvelope } from '../spool/spool';
+import { bucketOf } from '../spool/due-index';
+import { AttemptRecord, dueOf, HISTORY_LENGTH, RecipientState, Spool, SpoolEnvelope } from '../spool/spool';
 import { isThrottling, Outcome } from '../replies/outcome';
 import { verdictOf } from '../replies/verdict';
 import { finalOutcome, DELETED_REPLY } from './final-outcome';
@@ -57,6 +63,8 @@ export interface QueueRunnerOptions {
   idleMs?: number;
   /** Random source for the order of MX hosts of equal preference (tests); Math.random. */
   random?: () => number;
+  /** Most messages held in memory (the active queue); the rest wait on disk. */
+  activeLimit?: number;
   /** Where a message that leaves the queue is recorded (spool/journal.ts); append must not wait. */
   journal?: { append(record: JournalRecord): void };
   /** The TLS policy of recipient domains (MTA-STS); absent: opportunistic TLS everywhere. Not for a smarthost. */
@@ -72,6 +80,21 @@ export interface QueueRunnerOptions {
   /** Told about outcomes, connections and pauses (metrics, status page). */
   events?: DeliveryEvents;
 }
+
+/** The active queue's size unless configured (delivery.activeQueueLimit). */
+export const DEFAULT_ACTIVE_LIMIT = 10_000;
+
+/**
+ * Messages due within this long are kept in (or loaded into) memory; one deferred further
+ * leaves it. A minute: the index's grain.
+ */
+const ACTIVE_HORIZON_MS = 60_000;
+
+/** How often the whole spool is walked to add what the index lacks (see due-index.ts). */
+const REPAIR_INTERVAL_MS = 24 * 3600_000;
+
+/** Messages loaded from disk at the same time by a refill. */
+const LOAD_PARALLEL = 16;
 
 interface Job {
   envelope: SpoolEnvelope;
@@ -121,9 +144,11 @@ interface Unreachable {
 }
 
 export class QueueRunner {
-  private readonly queue = new Map<string, SpoolEnvelope>();
+  /** The active queue: messages in delivery or due soon (see the top of this file). */
+  private readonly active = new Map<string, SpoolEnvelope>();
+  private readonly activeLimit: number;
   /** Jobs running per message id. */
-  private readonly active = new Map<string, number>();
+  private readonly running = new Map<string, number>();
   /** "id\naddress" of recipients in a running job. */
   private readonly busy = new Set<string>();
   private readonly sites = new Map<string, Site>();
@@ -146,28 +171,56 @@ export class QueueRunner {
   private capped = false;
   private controlBusy = false;
   private stopped = false;
+  /** A refill is running; `refillAgain`: asked for again meanwhile. */
+  private refilling = false;
+  private refillAgain = false;
+  /** Due messages may wait on disk (the last refill stopped at the bound, or one was not taken in): refill as room frees. */
+  private moreOnDisk = true;
+  /** `queue retry --all` is making the messages on disk due. */
+  private flushing = false;
+  private repairing = false;
+  private repairTimer: NodeJS.Timeout | null = null;
 
   constructor(private readonly options: QueueRunnerOptions) {
+    this.activeLimit = Math.max(1, options.activeLimit ?? DEFAULT_ACTIVE_LIMIT);
     this.destinations = options.destinations ?? new MemoryDestinationState();
     this.rules = effectiveRules(options.limits.rules);
     this.routes = new RouteCache(options.route);
   }
 
-  start(initial: SpoolEnvelope[]): void {
-    for (const envelope of initial) this.queue.set(envelope.id, envelope);
+  /**
+   * Starts delivering what the spool's index says is due, without waiting for it: submission
+   * need not wait for a large queue. `repairIndex`: the index may lack messages (Spool.open),
+   * walk the spool now (`rebuild`: there was no index, walk it without pauses); it is walked
+   * once a day anyway.
+   */
+  start(options: { repairIndex?: boolean | 'rebuild' } = {}): void {
     this.timer = setInterval(() => {
       this.pump();
       this.control();
     }, this.options.pollMs ?? 1000);
     this.timer.unref();
+    const { spool, log } = this.options;
+    this.track(spool.count().then(
+      (queued) => log.info({ messages: queued }, queued ? 'picked up queued messages from the spool' : 'the spool is empty'),
+      (err: Error) => log.error({ err: err.message }, 'the spool could not be counted'),
+    ));
+    if (options.repairIndex) this.repair(options.repairIndex === 'rebuild');
+    this.repairTimer = setInterval(() => this.repair(), REPAIR_INTERVAL_MS);
+    this.repairTimer.unref();
     this.pump();
     this.control();
   }
 
   /** A message just committed to the spool: its jobs start now, without a scan of the queue. */
   add(envelope: SpoolEnvelope): void {
-    this.queue.set(envelope.id, envelope);
-    if (this.stopped) return;
+    if (this.stopped || this.active.size >= this.activeLimit) {
+      // the active queue is full: it waits on disk, its index entry says it is due now
+      this.options.spool.release(envelope.id);
+      this.moreOnDisk = true;
+      return;
+    }
+    this.active.set(envelope.id, envelope);
     if (this.jobs >= MAX_JOBS) {
       this.capped = true;
       return;
@@ -175,13 +228,19 @@ export class QueueRunner {
     this.setWake(this.pumpEnvelope(envelope, Date.now()));
   }
 
+  /** Queued messages, in memory and on disk (until the spool is counted at start: those in memory). */
   get size(): number {
-    return this.queue.size;
+    return Math.max(this.options.spool.queued ?? 0, this.active.size);
   }
 
-  /** The queued envelopes as the runner sees them (for tests and the queue CLI's checks). */
+  /** Messages in the active queue (in memory). */
+  get activeSize(): number {
+    return this.active.size;
+  }
+
+  /** The envelopes of the active queue (in memory; the others are on disk: Spool.envelopes). */
   envelopes(): SpoolEnvelope[] {
-    return [...this.queue.values()];
+    return [...this.active.values()];
   }
 
   /** Delivery connections open (or opening) now, by provider (providerOf). */
@@ -200,6 +259,7 @@ export class QueueRunner {
   async stop(timeoutMs: number): Promise<void> {
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
+    if (this.repairTimer) clearInterval(this.repairTimer);
     if (this.wake) clearTimeout(this.wake);
     for (const site of this.sites.values()) for (const idle of site.idle.splice(0)) idle(null);
     const settled = Promise.allSettled([...this.tasks]);
@@ -221,12 +281,16 @@ export class QueueRunner {
 
   // ---- queue control (retry, delete), from the CLI through control files ----
 
-  /** Makes queued recipients due now: one message, or all. Returns the ids touched. */
-  retryNow(id?: string): string[] {
+  /**
+   * Makes queued recipients due now: one message, or all. Returns the ids touched in memory
+   * and, for all, how many wait on disk: those are made due in the background (flush).
+   */
+  async retryNow(id?: string): Promise<{ ids: string[]; onDisk: number }> {
     const ids: string[] = [];
     const now = Date.now();
     this.unreachable.clear(); // asked to try now: try, even where nobody answered a moment ago
-    for (const envelope of id ? [this.queue.get(id)].filter((e): e is SpoolEnvelope => !!e) : this.queue.values()) {
+    const targets = id ? [await this.activate(id)].filter((e): e is SpoolEnvelope => !!e) : [...this.active.values()];
+    for (const envelope of targets) {
       let touched = false;
       for (const r of envelope.recipients) {
         if (r.status === 'queued') {
@@ -236,17 +300,35 @@ export class QueueRunner {
       }
       if (touched) ids.push(envelope.id);
     }
+    let onDisk = 0;
+    if (!id) {
+      onDisk = Math.max(0, this.size - this.active.size);
+      this.flush(now);
+    }
     this.schedulePump();
-    return ids;
+    return { ids, onDisk };
   }
 
   /** Removes a message from the queue, optionally bouncing its undelivered recipients. */
   async deleteMessage(id: string, bounce: boolean): Promise<boolean> {
-    const envelope = this.queue.get(id);
+    const envelope = await this.activate(id);
     if (!envelope) return false;
     this.deleteRequests.set(id, { bounce });
-    if (!this.active.get(id)) await this.finalize(envelope);
+    if (!this.running.get(id)) await this.finalize(envelope);
     return true;
+  }
+
+  /** A message in the active queue, loaded from disk if need be (beyond the bound: one asked for by name). */
+  private async activate(id: string): Promise<SpoolEnvelope | null> {
+    const held = this.active.get(id);
+    if (held) return held;
+    const { spool } = this.options;
+    if (!/^[0-9A-Za-z]+$/.test(id) || spool.isHeld(id)) return null;
+    const envelope = await spool.load(id, spool.heldBucket(id));
+    if (!envelope) return null;
+    if (this.active.has(id)) return this.active.get(id)!; // loaded by a refill meanwhile
+    this.active.set(id, envelope);
+    return envelope;
   }
 
   private control(): void {
@@ -264,10 +346,10 @@ export class QueueRunner {
     const { log } = this.options;
     if (request.action === 'retry') {
       if (!request.all && !request.id) return { ok: false, message: 'retry needs a message id or --all' };
-      if (request.id && !this.queue.has(request.id)) return { ok: false, message: `no message ${request.id} in the queue` };
-      const ids = this.retryNow(request.all ? undefined : request.id);
-      log.info({ ids, by: 'queue retry' }, 'queued recipients made due now');
-      return { ok: true, ids, message: `${ids.length} message(s) will be tried now` };
+      const { ids, onDisk } = await this.retryNow(request.all ? undefined : request.id);
+      if (request.id && !this.active.has(request.id)) return { ok: false, message: `no message ${request.id} in the queue` };
+      log.info({ ids, onDisk, by: 'queue retry' }, 'queued recipients made due now');
+      return { ok: true, ids, message: `${ids.length + onDisk} message(s) will be tried now` };
     }
     if (request.action === 'delete') {
       const found = await this.deleteMessage(request.id, request.bounce);
@@ -289,13 +371,17 @@ export class QueueRunner {
     });
   }
 
-  /** Scans the whole queue for due recipients (every pollMs, and after a retry request). */
+  /**
+   * Scans the active queue for due recipients (every pollMs, and after a retry request), and
+   * fills it from disk while it has room.
+   */
   private pump(): void {
     if (this.stopped) return;
+    if (this.active.size < this.activeLimit) this.refill();
     const now = Date.now();
     let earliest = Infinity;
     this.capped = false;
-    for (const envelope of this.queue.values()) {
+    for (const envelope of this.active.values()) {
       if (this.jobs >= MAX_JOBS) {
         this.capped = true;
         return;
@@ -303,6 +389,182 @@ export class QueueRunner {
       earliest = Math.min(earliest, this.pumpEnvelope(envelope, now));
     }
     this.setWake(earliest);
+  }
+
+  /**
+   * Loads into the active queue, while it has room, the messages whose index entries are in
+   * the minutes due so far (and the next), oldest minute first, each minute's in the order
+   * they are due. An entry of a message that is gone is dropped; one that is early (the
+   * message is due later: a crash between its state write and the move of its entry) is
+   * moved; an empty past minute is removed.
+   */
+  private refill(): void {
+    if (this.refilling) {
+      this.refillAgain = true;
+      return;
+    }
+    this.refilling = true;
+    this.refillAgain = false;
+    const task = this.refillNow()
+      .catch((err: Error) => this.options.log.error({ err: err.message }, 'the spool index could not be read; it is tried again'))
+      .finally(() => {
+        this.refilling = false;
+        if (this.refillAgain && !this.stopped) this.schedulePump();
+      });
+    this.track(task);
+  }
+
+  private async refillNow(): Promise<void> {
+    const { spool, log } = this.options;
+    const until = bucketOf(Date.now() + ACTIVE_HORIZON_MS);
+    const current = bucketOf(Date.now());
+    let loaded = 0;
+    let full = false;
+    for (const bucket of await spool.index.buckets()) {
+      if (bucket > until || this.stopped) break;
+      if (this.active.size >= this.activeLimit) {
+        full = true;
+        break;
+      }
+      let empty = true;
+      const found: SpoolEnvelope[] = [];
+      let batch: string[] = [];
+      const loadBatch = async () => {
+        const ids = batch;
+        batch = [];
+        await Promise.all(ids.map(async (id) => {
+          let envelope: SpoolEnvelope | null;
+          try {
+            envelope = await spool.load(id, bucket);
+          } catch (err) {
+            // unreadable: kept, tried again in an hour (not every second)
+            log.error({ id, err: (err as Error).message }, 'a queued message cannot be read; it is tried again in an hour');
+            await spool.reindex(id, bucket, Date.now() + 3600_000);
+            return;
+          }
+          if (!envelope) {
+            await spool.index.remove(bucket, id);
+            return;
+          }
+          const due = dueOf(envelope);
+          if (this.active.has(id) || bucketOf(due) > until) {
+            await spool.reindex(id, bucket, due);
+            if (!this.active.has(id)) spool.release(id);
+            return;
+          }
+          found.push(envelope);
+        }));
+      };
+      for await (const id of spool.index.entries(bucket)) {
+        empty = false;
+        if (this.stopped) break;
+        if (this.active.size + found.length + batch.length >= this.activeLimit) {
+          full = true;
+          break;
+        }
+        if (this.active.has(id) || spool.isHeld(id)) {
+          // its own entry, or one left behind by a move that a crash cut short
+          const own = spool.heldBucket(id);
+          if (own !== undefined && own !== bucket) await spool.index.remove(bucket, id);
+          continue;
+        }
+        batch.push(id);
+        if (batch.length >= LOAD_PARALLEL) await loadBatch();
+      }
+      await loadBatch();
+      // in the order they are due (the folder lists them in no particular order)
+      found.sort((a, b) => dueOf(a) - dueOf(b));
+      for (const envelope of found) {
+        if (this.active.has(envelope.id) || this.stopped) continue;
+        this.active.set(envelope.id, envelope);
+        loaded++;
+      }
+      if (empty && bucket < current) await spool.index.drop(bucket);
+    }
+    this.moreOnDisk = full;
+    if (loaded) this.schedulePump();
+  }
+
+  /** Room in the active queue: refill it now if due messages may wait on disk (else the next poll looks). */
+  private roomFreed(): void {
+    if (this.moreOnDisk && this.active.size < this.activeLimit) this.schedulePump();
+  }
+
+  /**
+   * `queue retry --all` for the messages on disk: each one's state is made due `now` and
+   * written (its index entry moves to now), minute by minute; the refill loads them as the
+   * active queue has room. Not durable as a whole: a stop cuts it short (what was written stays).
+   */
+  private flush(now: number): void {
+    if (this.flushing) return;
+    this.flushing = true;
+    const { spool, log } = this.options;
+    const task = (async () => {
+      let made = 0;
+      for (const bucket of await spool.index.buckets()) {
+        for await (const id of spool.index.entries(bucket)) {
+          if (this.stopped) return made;
+          if (this.active.has(id) || spool.isHeld(id)) continue;
+          const envelope = await spool.load(id, bucket).catch(() => null);
+          if (!envelope) continue;
+          if (this.active.has(id)) continue;
+          let touched = false;
+          for (const r of envelope.recipients) {
+            if (r.status === 'queued' && r.nextAttemptAt > now) {
+              r.nextAttemptAt = now;
+              touched = true;
+            }
+          }
+          if (touched) {
+            await spool.update(envelope);
+            if (++made % 100 === 0) {
+              this.moreOnDisk = true;
+              this.roomFreed();
+            }
+          }
+          spool.release(id);
+        }
+      }
+      return made;
+    })()
+      .then((made) => log.info({ messages: made, by: 'queue retry' }, 'queued messages on disk made due now'))
+      .catch((err: Error) => log.error({ err: err.message }, 'queue retry --all was cut short'))
+      .finally(() => {
+        this.flushing = false;
+        this.moreOnDisk = true;
+        this.schedulePump();
+      });
+    this.track(task);
+  }
+
+  /**
+   * Walks the whole spool for messages the index lacks (see due-index.ts), slowly: a pause
+   * after every 200 messages, so that a large spool takes minutes and the relay goes on.
+   */
+  private repair(rebuild = false): void {
+    if (this.repairing || this.stopped) return;
+    this.repairing = true;
+    const { spool, log } = this.options;
+    const started = Date.now();
+    const pause = () => new Promise<boolean>((resolve) => {
+      if (this.stopped) resolve(false); // the rest at the next start that needs it (the index stays untrusted only if unclean)
+      else if (rebuild) setImmediate(() => resolve(true));
+      else setTimeout(() => resolve(true), 100);
+    });
+    const task = spool.repairIndex(pause)
+      .then(async (result) => {
+        if (!result.complete) return; // stopped: the next start walks again (due-index.ts)
+        await spool.index.repaired();
+        const fields = { ...result, seconds: Math.round((Date.now() - started) / 1000) };
+        if (result.added || result.removed) log.warn(fields, 'the spool index lacked messages: added (or cleaned away what a crash left)');
+        else log.info(fields, 'the spool index was checked against the spool');
+        if (result.added) this.schedulePump();
+      })
+      .catch((err: Error) => log.error({ err: err.message }, 'the spool index could not be checked; it is tried again tomorrow'))
+      .finally(() => {
+        this.repairing = false;
+      });
+    this.track(task);
   }
 
   /** Starts the jobs of one message's due recipients; returns when its next one is due. */
@@ -323,7 +585,7 @@ export class QueueRunner {
     }
     for (const [domain, recipients] of groups) this.startJob({ envelope, domain, recipients });
     // Nothing left to deliver but a bounce that could not be queued before: try again.
-    if (!groups.size && !this.active.get(envelope.id) && !this.finalizing.has(envelope.id) && envelope.recipients.every((r) => r.status !== 'queued')) {
+    if (!groups.size && !this.running.get(envelope.id) && !this.finalizing.has(envelope.id) && envelope.recipients.every((r) => r.status !== 'queued')) {
       this.track(this.finalize(envelope).catch((err: Error) => this.options.log.error({ id: envelope.id, err: err.message }, 'finishing the message failed')));
     }
     return earliest;
@@ -344,7 +606,7 @@ export class QueueRunner {
 
   private startJob(job: Job): void {
     this.jobs++;
-    this.active.set(job.envelope.id, (this.active.get(job.envelope.id) ?? 0) + 1);
+    this.running.set(job.envelope.id, (this.running.get(job.envelope.id) ?? 0) + 1);
     for (const r of job.recipients) this.busy.add(`${job.envelope.id}\n${r.address}`);
     this.track(this.routeJob(job).catch((err: Error) => {
       this.options.log.error({ id: job.envelope.id, domain: job.domain, err: err.message }, 'delivery run failed');
@@ -723,14 +985,15 @@ export class QueueRunner {
     const { envelope } = job;
     for (const r of job.recipients) this.busy.delete(`${envelope.id}\n${r.address}`);
     this.jobs--;
-    const left = (this.active.get(envelope.id) ?? 1) - 1;
-    if (left > 0) this.active.set(envelope.id, left);
-    else this.active.delete(envelope.id);
+    const left = (this.running.get(envelope.id) ?? 1) - 1;
+    if (left > 0) this.running.set(envelope.id, left);
+    else this.running.delete(envelope.id);
     try {
       // A message about to be removed (every recipient delivered) needs no state written first.
       const removing = left <= 0 && envelope.recipients.every((r) => r.status === 'delivered');
-      if (attempted && !removing && this.queue.has(envelope.id)) await this.options.spool.update(envelope);
+      if (attempted && !removing && this.active.has(envelope.id)) await this.options.spool.update(envelope);
       if (left <= 0) await this.finalize(envelope);
+      if (left <= 0) await this.leaveIfNotDue(envelope, attempted);
     } catch (err) {
       this.options.log.error({ id: envelope.id, err: (err as Error).message }, 'the spool could not record a delivery state; it is tried again later');
     }
@@ -740,9 +1003,24 @@ export class QueueRunner {
     else this.setWake(Math.min(...job.recipients.filter((r) => r.status === 'queued').map((r) => r.nextAttemptAt)));
   }
 
+  /**
+   * A message with no job running that is not due within the horizon leaves the active queue
+   * (its state written first when the job did not write it: a hold for a pause).
+   */
+  private async leaveIfNotDue(envelope: SpoolEnvelope, written: boolean): Promise<void> {
+    const { id } = envelope;
+    if (!this.active.has(id) || this.running.get(id) || this.finalizing.has(id) || this.deleteRequests.has(id)) return;
+    if (dueOf(envelope) <= Date.now() + ACTIVE_HORIZON_MS) return;
+    if (!written) await this.options.spool.update(envelope);
+    if (this.running.get(id) || this.active.get(id) !== envelope) return; // taken up again meanwhile
+    this.active.delete(id);
+    this.options.spool.release(id);
+    this.roomFreed();
+  }
+
   /** Bounces, delay notices, deletion and removal of a message with no job running. */
   private async finalize(envelope: SpoolEnvelope): Promise<void> {
-    if (!this.queue.has(envelope.id) || this.finalizing.has(envelope.id)) return;
+    if (!this.active.has(envelope.id) || this.finalizing.has(envelope.id)) return;
     this.finalizing.add(envelope.id);
     try {
       await this.finalizeNow(envelope);
@@ -780,9 +1058,10 @@ export class QueueRunner {
       }
     }
     if (envelope.recipients.every((r) => r.status !== 'queued' && (r.status !== 'failed' || r.notified))) {
-      this.queue.delete(envelope.id);
+      this.active.delete(envelope.id);
       this.deleteRequests.delete(envelope.id);
       this.options.journal?.append(finalOutcome(envelope, !!deletion));
+      this.roomFreed();
       await spool.remove(envelope.id);
       log.info({ id: envelope.id, recipients: envelope.recipients.map((r) => ({ address: r.address, status: r.status })) }, 'message done');
     } else if (changed) {

@@ -26,6 +26,12 @@
 // write sends it again (at least once, never lost). Writes of one message are serialized.
 // On start, a .eml without a valid trailer was never acknowledged: removed. One whose bytes
 // do not match their checksum may or may not have been: moved to spool-damaged/, not sent.
+// What is due when is in an index beside the spool (due-index.ts), so that a large queue is
+// neither read whole at start nor held in memory: the relay loads what is due (load) and
+// counts the messages in the background (count); `scan` walks every file, for the queue CLI
+// and for the index's repair. On start nothing is read but the folders: a file left torn by
+// a crash is removed when the index or a scan leads to it, and a message's checksum is
+// checked whenever it is loaded from disk for delivery.
 // One process owns a spool at a time: it holds the lock of <dataDir>/spool.lock, a lock the
 // kernel keeps (spool-lock.ts). The queue CLI reads the spool directly and, while a relay
 // holds the lock, asks it to change things through request files in <dataDir>/control/
@@ -37,6 +43,7 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { promisify } from 'node:util';
 import zlib from 'node:zlib';
+import { bucketOf, BUCKET_MS, DueIndex } from './due-index';
 import { LOCK_FILE, SpoolLock } from './spool-lock';
 import { encodeTrailer, readTrailer } from './trailer';
 
@@ -126,6 +133,19 @@ async function trailerEnvelope(file: string): Promise<SpoolEnvelope | null> {
   const stored = await readTrailer<StoredEnvelope>(file);
   return stored && envelopeOf(stored);
 }
+
+/**
+ * When a message is next due: its earliest queued recipient. One with none left queued (its
+ * bounce could not be queued yet) is due again in a minute.
+ */
+export function dueOf(envelope: SpoolEnvelope, now = Date.now()): number {
+  let due = Infinity;
+  for (const r of envelope.recipients) if (r.status === 'queued' && r.nextAttemptAt < due) due = r.nextAttemptAt;
+  return due === Infinity ? now + BUCKET_MS : due;
+}
+
+/** The time part of a message id (ids sort by the time they were made, see newId). */
+const ID_TIME_LENGTH = 9;
 
 export class SpoolError extends Error {
   constructor(message: string, readonly code?: string) {
@@ -225,14 +245,14 @@ export class MessageWriter {
     const full: SpoolEnvelope = { ...fields, id: this.id, size: this.bytes, crc32: this.crc };
     const trailer = encodeTrailer({ ...full, dkimSignatures } satisfies StoredEnvelope);
     if (!this.handle) {
-      await this.spool.commitFromMemory(this.id, this.chunks!, trailer, Buffer.from(dkimSignatures, 'latin1'));
+      await this.spool.commitFromMemory(this.id, this.chunks!, trailer, Buffer.from(dkimSignatures, 'latin1'), dueOf(full));
       return full;
     }
     await writeAll(this.handle, [trailer]);
     await this.handle.sync();
     this.closed = true;
     await this.handle.close();
-    this.spool.commitFile(this.id, this.tmpFile);
+    this.spool.commitFile(this.id, this.tmpFile, dueOf(full));
     await this.spool.syncQueue(this.id);
     return full;
   }
@@ -276,7 +296,7 @@ export class Spool {
   private heldLock: SpoolLock | null = null;
   /** Where open() moves queued messages whose bytes do not match their checksum. */
   readonly damagedDir: string;
-  /** The files open() moved to damagedDir (for the relay to report). */
+  /** The files load() moved to damagedDir (each also reported through onDamaged). */
   readonly damaged: string[] = [];
   /** Per message, the end of its chain of state writes. */
   private readonly writes = new Map<string, Promise<void>>();
@@ -286,6 +306,19 @@ export class Spool {
   /** Recently committed messages as they are sent (signatures, then the bytes), for their first delivery. */
   private readonly recent = new Map<string, Buffer>();
   private recentBytes = 0;
+  /** What is due when (due-index.ts). */
+  readonly index: DueIndex;
+  /**
+   * The messages this process holds (in memory, or being committed), with the minute of their
+   * index entry: their entry moves with their state (update), and nobody else touches it.
+   */
+  private readonly held = new Map<string, number>();
+  /** Queued messages (.eml files), once counted (count); null until then. */
+  private queuedCount: number | null = null;
+  /** A count under way: messages made since `before` are counted apart, removals of older ones wait for it. */
+  private counting: { before: string; delta: number; done: Promise<void> } | null = null;
+  /** Called with each file load() sets aside (see setAside). */
+  onDamaged: ((file: string) => void) | null = null;
 
   constructor(readonly dataDir: string) {
     this.queueDir = path.join(dataDir, 'spool');
@@ -293,6 +326,7 @@ export class Spool {
     this.tmpDir = path.join(dataDir, 'spool-tmp');
     this.damagedDir = path.join(dataDir, 'spool-damaged');
     this.lockFile = path.join(dataDir, LOCK_FILE);
+    this.index = new DueIndex(dataDir);
   }
 
   /** Who holds the spool lock (as its file tells), or null when nobody does. */
@@ -334,34 +368,182 @@ export class Spool {
   }
 
   /**
-   * Creates the folders, removes what was never acknowledged, sets aside what does not match
-   * its checksum (listed in `damaged`). Returns the queued envelopes.
+   * Creates the folders and opens the index, reading no message: a large spool opens as fast
+   * as an empty one. `indexTrusted` false: the index may lack messages (see due-index.ts), a
+   * scan (repairIndex) must add them.
    */
-  async open(): Promise<SpoolEnvelope[]> {
+  async open(): Promise<{ indexTrusted: boolean; indexExisted: boolean }> {
     await fsp.mkdir(this.queueDir, { recursive: true, mode: 0o700 });
     await fsp.rm(this.tmpDir, { recursive: true, force: true });
     await fsp.mkdir(this.tmpDir, { recursive: true, mode: 0o700 });
-    const names = new Set(await fsp.readdir(this.queueDir));
-    const envelopes: SpoolEnvelope[] = [];
-    for (const name of names) {
-      const file = path.join(this.queueDir, name);
-      if (name.endsWith('.eml')) {
-        // Only a file whose trailer is missing or broken is removed; a file that cannot be
-        // read (EIO, EACCES) stops the start instead of being taken for one never committed.
-        // A file whose checksum does not match is set aside (setAside).
-        const id = name.slice(0, -4);
-        const unreadable = (err: NodeJS.ErrnoException): never => {
-          throw new SpoolError(`cannot read the queued message ${file} (${err.code ?? err.message}); fix the file's permissions or the disk, then start again`, err.code);
-        };
-        const envelope = (await this.readState(id)) ?? (await trailerEnvelope(file).catch(unreadable));
-        if (!envelope) await fsp.rm(file, { force: true });
-        else if (envelope.crc32 !== undefined && (await checksumOf(file, envelope.size).catch(unreadable)) !== envelope.crc32) await this.setAside(id);
-        else envelopes.push(envelope);
-      } else if ((name.endsWith('.json') && !names.has(name.slice(0, -5) + '.eml')) || name.endsWith('.tmp')) {
-        await fsp.rm(file, { force: true }); // a state file left by a removal cut short
+    const { trusted, existed } = await this.index.open();
+    return { indexTrusted: trusted, indexExisted: existed };
+  }
+
+  /** A clean stop: the index is marked as whole for the next start. */
+  async close(): Promise<void> {
+    await this.idle();
+    await this.index.close();
+  }
+
+  /**
+   * A queued message's envelope for delivery, read once any write of it under way is done.
+   * Its bytes are checked against their checksum: a mismatch is set aside (setAside). Null
+   * when the message is gone, or its file has no whole trailer (never committed: removed).
+   * Rejects, naming the file, when it cannot be read. With `bucket`, the message is held from
+   * now on with its index entry in that minute (see `held`).
+   */
+  load(id: string, bucket?: number): Promise<SpoolEnvelope | null> {
+    return this.serialize(id, async () => {
+      const file = this.messagePath(id);
+      const unreadable = (err: NodeJS.ErrnoException): never => {
+        throw new SpoolError(`cannot read the queued message ${file} (${err.code ?? err.message}); fix the file's permissions or the disk`, err.code);
+      };
+      if (!fs.existsSync(file)) {
+        // a state file left by a removal cut short
+        if (this.stateFiles.delete(id) || fs.existsSync(this.statePath(id))) await fsp.rm(this.statePath(id), { force: true });
+        return null;
       }
+      const envelope = (await this.readState(id)) ?? (await trailerEnvelope(file).catch(unreadable));
+      if (!envelope) {
+        // Only a file whose trailer is missing or broken is removed (never acknowledged);
+        // one that cannot be read is kept (unreadable, above).
+        await fsp.rm(file, { force: true });
+        this.counted(id, -1);
+        return null;
+      }
+      if (envelope.crc32 !== undefined && (await checksumOf(file, envelope.size).catch(unreadable)) !== envelope.crc32) {
+        await this.setAside(id);
+        this.counted(id, -1);
+        return null;
+      }
+      if (bucket !== undefined) this.held.set(id, bucket);
+      return envelope;
+    });
+  }
+
+  /** The message is no longer held in memory: its index entry stays where it is, for whoever loads it next. */
+  release(id: string): void {
+    this.held.delete(id);
+    this.forget(id);
+  }
+
+  /** Held by this process (in memory or being committed): its index entries are its own. */
+  isHeld(id: string): boolean {
+    return this.held.has(id);
+  }
+
+  /** The minute of a held message's index entry. */
+  heldBucket(id: string): number | undefined {
+    return this.held.get(id);
+  }
+
+  /**
+   * Moves the index entry of a message found in minute `from` to the minute it is due (an
+   * entry that was early: a crash between a state write and the move of its entry, or a
+   * state changed by the queue CLI with no relay running).
+   */
+  async reindex(id: string, from: number, due: number): Promise<void> {
+    const to = bucketOf(due);
+    await this.index.move(from, to, id);
+    if (this.held.has(id)) this.held.set(id, to);
+  }
+
+  /** Queued messages (a count of the .eml files, kept up to date), or null before the first count. */
+  get queued(): number | null {
+    return this.queuedCount === null ? null : this.queuedCount + (this.counting?.delta ?? 0);
+  }
+
+  /**
+   * Counts the queued messages by their names (a stream of the folder: no file is read). Meanwhile
+   * messages made since it began are counted apart (their ids sort after `before`) and the
+   * removal of older ones waits for its end, so the count is exact.
+   */
+  async count(): Promise<number> {
+    if (this.counting) {
+      await this.counting.done;
+      return this.queued ?? 0;
     }
-    return envelopes.sort((a, b) => a.receivedAt.localeCompare(b.receivedAt));
+    let finish!: () => void;
+    const before = this.newId().slice(0, ID_TIME_LENGTH);
+    this.counting = { before, delta: 0, done: new Promise((resolve) => (finish = resolve)) };
+    let n = 0;
+    try {
+      for await (const name of namesIn(this.queueDir)) {
+        if (name.endsWith('.eml') && name.slice(0, ID_TIME_LENGTH) < before) n++;
+      }
+      this.queuedCount = n + this.counting.delta;
+    } finally {
+      this.counting = null;
+      finish();
+    }
+    return this.queuedCount;
+  }
+
+  /** A message was made (+1) or removed (-1): the count follows. */
+  private counted(id: string, change: 1 | -1): void {
+    if (this.counting && id.slice(0, ID_TIME_LENGTH) >= this.counting.before) this.counting.delta += change;
+    else if (this.queuedCount !== null) this.queuedCount = Math.max(0, this.queuedCount + change);
+  }
+
+  /**
+   * Walks every message of the spool (the slow way: each envelope is read) and adds the index
+   * entries that are missing; removes what a crash left behind: files without a whole trailer,
+   * state files without their message, temporary files. Messages held by this process and
+   * those made after the walk began are left alone. `pause` is awaited after every `batch`
+   * messages (so that a large spool is walked without starving the relay); false ends the walk.
+   */
+  async repairIndex(pause: () => Promise<boolean | void>, batch = 200): Promise<{ checked: number; added: number; removed: number; complete: boolean }> {
+    const before = this.newId().slice(0, ID_TIME_LENGTH);
+    const old = (name: string) => name.slice(0, ID_TIME_LENGTH) < before;
+    const result = { checked: 0, added: 0, removed: 0, complete: false };
+    let sincePause = 0;
+    for await (const name of namesIn(this.queueDir)) {
+      if (++sincePause >= batch) {
+        sincePause = 0;
+        if ((await pause()) === false) return result;
+      }
+      const file = path.join(this.queueDir, name);
+      if (name.endsWith('.tmp')) {
+        // a state write cut short (a running one is younger than a minute)
+        const stat = await fsp.stat(file).catch(() => null);
+        if (stat && Date.now() - stat.mtimeMs > 60_000) await fsp.rm(file, { force: true });
+        continue;
+      }
+      if (!old(name)) continue;
+      if (name.endsWith('.json')) {
+        const id = name.slice(0, -5);
+        if (!this.held.has(id) && !fs.existsSync(this.messagePath(id))) {
+          await this.serialize(id, () => fsp.rm(file, { force: true }));
+        }
+        continue;
+      }
+      if (!name.endsWith('.eml')) continue;
+      const id = name.slice(0, -4);
+      result.checked++;
+      await this.serialize(id, async () => {
+        if (this.held.has(id) || !fs.existsSync(file)) return;
+        let envelope: SpoolEnvelope | null;
+        try {
+          envelope = (await this.readState(id)) ?? (await trailerEnvelope(file));
+        } catch {
+          return; // unreadable: kept, and reported when the index leads the relay to it
+        }
+        if (!envelope) {
+          await fsp.rm(file, { force: true });
+          this.counted(id, -1);
+          result.removed++;
+          return;
+        }
+        const bucket = bucketOf(dueOf(envelope));
+        if (!this.index.has(bucket, id)) {
+          this.index.add(bucket, id);
+          result.added++;
+        }
+      });
+    }
+    result.complete = true;
+    return result;
   }
 
   /**
@@ -380,6 +562,7 @@ export class Spool {
         continue;
       }
       this.damaged.push(path.join(this.damagedDir, name));
+      this.onDamaged?.(path.join(this.damagedDir, name));
     }
     this.stateFiles.delete(id);
   }
@@ -401,12 +584,14 @@ export class Spool {
    * once. Resolves when both are done; on any failure the file is removed and nothing was
    * accepted. The message is then kept in memory as it will be sent: `signatures` first.
    */
-  async commitFromMemory(id: string, message: Buffer[], trailer: Buffer, signatures: Buffer): Promise<void> {
+  async commitFromMemory(id: string, message: Buffer[], trailer: Buffer, signatures: Buffer, due = Date.now()): Promise<void> {
     const file = this.messagePath(id);
     let fd: number;
     try {
+      this.indexNew(id, due);
       fd = fs.openSync(file, 'wx', 0o600);
     } catch (err) {
+      this.unindex(id);
       throw asSpoolError(err);
     }
     let failure: unknown = null;
@@ -421,20 +606,42 @@ export class Spool {
     fs.closeSync(fd);
     if (failure) {
       unlinkIfPresent(file);
+      this.unindex(id);
       throw asSpoolError(failure);
     }
+    this.counted(id, 1);
     this.remember(id, [signatures, ...message]);
+  }
+
+  /**
+   * The index entry of a message being committed, made before its file: a crash in between
+   * leaves an entry without a message (harmless), never a message without an entry. The
+   * message is held from now on (the relay keeps it in memory or releases it).
+   */
+  private indexNew(id: string, due: number): void {
+    const bucket = bucketOf(due);
+    this.index.add(bucket, id);
+    this.held.set(id, bucket);
+  }
+
+  /** A commit that failed: its entry goes too. */
+  private unindex(id: string): void {
+    const bucket = this.held.get(id);
+    this.held.delete(id);
+    if (bucket !== undefined) void this.index.remove(bucket, id).catch(() => undefined);
   }
 
   /**
    * @internal the commit of a message streamed to disk (see the top of this file), once the
    * writer has written and fsynced the temporary file: the rename into the queue.
    */
-  commitFile(id: string, tmpFile: string): void {
+  commitFile(id: string, tmpFile: string, due = Date.now()): void {
     try {
+      this.indexNew(id, due);
       fs.renameSync(tmpFile, this.messagePath(id));
     } catch (err) {
       unlinkIfPresent(tmpFile);
+      this.unindex(id);
       throw asSpoolError(err);
     }
   }
@@ -446,8 +653,10 @@ export class Spool {
     } catch (err) {
       this.forget(id);
       unlinkIfPresent(this.messagePath(id));
+      this.unindex(id);
       throw asSpoolError(err);
     }
+    this.counted(id, 1);
   }
 
   messagePath(id: string): string {
@@ -493,14 +702,24 @@ export class Spool {
    * a delivery. A message already removed is not brought back.
    */
   update(envelope: SpoolEnvelope): Promise<void> {
+    const { id } = envelope;
     const text = JSON.stringify(envelope); // the state as of now, not as of the write
-    this.forget(envelope.id); // a retry comes much later: read it from disk then
-    return this.serialize(envelope.id, async () => {
-      if (!fs.existsSync(this.messagePath(envelope.id))) return;
-      const tmp = this.statePath(envelope.id) + '.tmp';
+    this.forget(id); // a retry comes much later: read it from disk then
+    // The index entry follows the state: moved (renamed) to the new minute once the state is
+    // on disk (a crash in between leaves it in the old minute: early, which is harmless). A
+    // message not held (the queue CLI) has an old entry unknown here: a new one is made, the
+    // old one left for the relay to drop when it finds it.
+    const to = bucketOf(dueOf(envelope));
+    const from = this.held.get(id);
+    if (from !== undefined) this.held.set(id, to);
+    return this.serialize(id, async () => {
+      if (!fs.existsSync(this.messagePath(id))) return;
+      const tmp = this.statePath(id) + '.tmp';
       await writeFileSynced(tmp, text);
-      await fsp.rename(tmp, this.statePath(envelope.id));
-      this.stateFiles.add(envelope.id);
+      await fsp.rename(tmp, this.statePath(id));
+      this.stateFiles.add(id);
+      if (from === undefined) this.index.add(to, id);
+      else await this.index.move(from, to, id);
     });
   }
 
@@ -510,11 +729,22 @@ export class Spool {
    */
   remove(id: string): Promise<void> {
     this.forget(id);
+    const bucket = this.held.get(id);
+    this.held.delete(id);
     // Asynchronous: an unlink frees the file's blocks and can wait for the journal (measured
     // up to several ms while fsyncs run), which the event loop should not.
     return this.serialize(id, async () => {
-      await fsp.unlink(this.messagePath(id)).catch(ignoreMissing);
-      if (this.stateFiles.delete(id)) await fsp.unlink(this.statePath(id)).catch(ignoreMissing);
+      // a count under way that may have counted this message: removed once it is over
+      if (this.counting && id.slice(0, ID_TIME_LENGTH) < this.counting.before) await this.counting.done;
+      let removed = true;
+      await fsp.unlink(this.messagePath(id)).catch((err: NodeJS.ErrnoException) => {
+        ignoreMissing(err);
+        removed = false;
+      });
+      if (removed) this.counted(id, -1);
+      if (this.stateFiles.delete(id) || fs.existsSync(this.statePath(id))) await fsp.unlink(this.statePath(id)).catch(ignoreMissing);
+      // the message file goes first: an entry left by a crash here points at nothing (harmless)
+      if (bucket !== undefined) await this.index.remove(bucket, id);
     });
   }
 
@@ -523,10 +753,10 @@ export class Spool {
     await Promise.allSettled([...this.writes.values()]);
   }
 
-  private serialize(id: string, write: () => Promise<void>): Promise<void> {
+  private serialize<T>(id: string, write: () => Promise<T>): Promise<T> {
     const previous = this.writes.get(id) ?? Promise.resolve();
     const next = previous.catch(() => undefined).then(write);
-    const tail = next.catch(() => undefined);
+    const tail: Promise<void> = next.then(() => undefined, () => undefined);
     this.writes.set(id, tail);
     void tail.then(() => {
       if (this.writes.get(id) === tail) this.writes.delete(id);
@@ -548,21 +778,25 @@ export class Spool {
     this.recentBytes -= bytes.length;
   }
 
-  /** Every queued envelope, read from disk (for the queue CLI; safe while a relay runs). */
+  /**
+   * Every queued envelope, read from disk, in the order of their ids (the order they were
+   * accepted), one at a time: only the names are held (for the queue CLI; safe while a relay runs).
+   */
+  async *envelopes(): AsyncGenerator<SpoolEnvelope> {
+    const ids: string[] = [];
+    for await (const name of namesIn(this.queueDir)) if (name.endsWith('.eml')) ids.push(name.slice(0, -4));
+    ids.sort();
+    for (const id of ids) {
+      const envelope = await this.read(id);
+      if (envelope) yield envelope;
+    }
+  }
+
+  /** Every queued envelope as a list (see envelopes; for small spools and tests). */
   async list(): Promise<SpoolEnvelope[]> {
-    let names: string[];
-    try {
-      names = await fsp.readdir(this.queueDir);
-    } catch {
-      return [];
-    }
-    const envelopes: SpoolEnvelope[] = [];
-    for (const name of names) {
-      if (!name.endsWith('.eml')) continue;
-      const envelope = await this.read(name.slice(0, -4));
-      if (envelope) envelopes.push(envelope);
-    }
-    return envelopes.sort((a, b) => a.receivedAt.localeCompare(b.receivedAt) || a.id.localeCompare(b.id));
+    const all: SpoolEnvelope[] = [];
+    for await (const envelope of this.envelopes()) all.push(envelope);
+    return all;
   }
 
   /** The stored header section of a message (without the DKIM-Signature fields), at most `limit` bytes. */
@@ -619,6 +853,17 @@ export function ownCopy(chunks: Buffer[], size: number): Buffer {
   let offset = 0;
   for (const chunk of chunks) offset += chunk.copy(copy, offset);
   return copy;
+}
+
+/** The names in a folder, as a stream (none when it does not exist). */
+async function* namesIn(dir: string): AsyncGenerator<string> {
+  let handle: fs.Dir;
+  try {
+    handle = await fsp.opendir(dir, { bufferSize: 1024 });
+  } catch {
+    return;
+  }
+  for await (const entry of handle) yield entry.name;
 }
 
 /** CRC-32 of the first `size` bytes of `file`. */

@@ -42,6 +42,9 @@ const INTENDED: [RegExp, number, 'exact'?][] = [
   [/^data\/(spool|spool-tmp|control|tls|journal)\/$/, 0o700],
   [/^data\/journal\/\d{4}-\d{2}-\d{2}\.jsonl$/, 0o600],
   [/^data\/spool\/[0-9A-Z]+\.(eml|json)(\.\d+\.tmp|\.tmp)?$/, 0o600], // a state file being rewritten too
+  [/^data\/spool-index\/(\d+\/)?$/, 0o700],
+  [/^data\/spool-index\/\d+\/[0-9A-Z]+$/, 0o600],
+  [/^data\/spool-index\/state\.json(\.tmp)?$/, 0o600],
   [/^data\/control\/[\w-]+\.(request|reply)\.json(\.\d+\.tmp)?$/, 0o600],
   [/^data\/spool\.lock$/, 0o600],
   [/^data\/tls\/selfsigned\.key$/, 0o600],

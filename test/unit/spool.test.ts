@@ -1,5 +1,6 @@
 // The spool's file protocol on a real file system: one .eml per message (message bytes +
-// envelope trailer), a .json only once there is delivery state, and what a restart finds.
+// envelope trailer), a .json only once there is delivery state, and what a restart finds
+// (a restart reads no message: what the tests "find" they read with list, load or repairIndex).
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -61,7 +62,8 @@ test.each([['small (held in memory)', 10 * 1024], ['large (streamed to disk)', 7
     expect((await bytesOf(spool.openSigned(envelope))).equals(expected)).toBe(true);
 
     const again = new Spool(dir);
-    const [found, ...rest] = await again.open();
+    await again.open();
+    const [found, ...rest] = await again.list();
     expect(rest).toEqual([]);
     expect(found).toEqual(envelope);
     expect((await bytesOf(again.openSigned(found))).equals(expected)).toBe(true); // from the file this time
@@ -91,7 +93,8 @@ test('delivery state goes to <id>.json, which wins over the trailer after a rest
   expect(fs.readFileSync(spool.statePath(envelope.id), 'utf8')).not.toContain('DKIM-Signature');
 
   const again = new Spool(dir);
-  const [found] = await again.open();
+  await again.open();
+  const [found] = await again.list();
   expect(found.recipients[0].lastReply).toBe('451 4.3.0 try later');
   expect(found.recipients[0].attempts).toBe(1);
   // the signatures come from the trailer
@@ -108,7 +111,7 @@ test('a state file of an older version, which carried the signatures too: they a
   const envelope = await commit(spool, messageOf(1500));
   fs.writeFileSync(spool.statePath(envelope.id), JSON.stringify({ ...envelope, dkimSignatures: SIGNATURE }));
 
-  const [found] = await new Spool(dir).open();
+  const [found] = await new Spool(dir).list();
   expect(found).toEqual(envelope);
   expect(found).not.toHaveProperty('dkimSignatures');
   expect((await bytesOf(spool.openSigned(found))).equals(Buffer.concat([Buffer.from(SIGNATURE), messageOf(1500)]))).toBe(true);
@@ -125,27 +128,43 @@ test('a message whose file went away while queued: sending it is a stream error,
   await expect(bytesOf(source)).rejects.toThrow(/ENOENT/);
 });
 
-test('at start, what was never committed or is left of a removal is cleaned away; committed messages stay', async () => {
+test('after a crash, what was never committed or is left of a removal is cleaned away by the index repair; committed messages stay', async () => {
   const spool = new Spool(dir);
   await spool.open();
   const kept = await commit(spool, messageOf(3000));
   const queue = path.join(dir, 'spool');
   const whole = fs.readFileSync(spool.messagePath(kept.id));
-  // a torn file (cut inside its trailer), a file without any trailer, an empty one (a small
-  // message's file is created in the queue folder itself: a crash right after), an orphan
-  // state file, a temporary file
-  fs.writeFileSync(path.join(queue, 'TORN.eml'), whole.subarray(0, whole.length - 5));
-  fs.writeFileSync(path.join(queue, 'BARE.eml'), messageOf(500));
-  fs.writeFileSync(path.join(queue, 'EMPTY.eml'), '');
-  fs.writeFileSync(path.join(queue, 'ORPHAN.json'), JSON.stringify(kept));
-  fs.writeFileSync(path.join(queue, `${kept.id}.json.tmp`), '{');
+  // (names of ids made before the repair began: it leaves younger ones alone, they may be
+  // being written) a torn file (cut inside its trailer), a file without any trailer, an empty
+  // one (a small message's file is created in the queue folder itself: a crash right after),
+  // an orphan state file, a temporary file (an hour old)
+  fs.writeFileSync(path.join(queue, '000000001TORN.eml'), whole.subarray(0, whole.length - 5));
+  fs.writeFileSync(path.join(queue, '000000001BARE.eml'), messageOf(500));
+  fs.writeFileSync(path.join(queue, '000000001EMPTY.eml'), '');
+  fs.writeFileSync(path.join(queue, '000000001ORPHAN.json'), JSON.stringify(kept));
+  const tmp = path.join(queue, `${kept.id}.json.tmp`);
+  fs.writeFileSync(tmp, '{');
+  fs.utimesSync(tmp, new Date(Date.now() - 3600_000), new Date(Date.now() - 3600_000));
   // a trailer whose stated message size does not match the bytes before it
   const lying = Buffer.from(whole);
   lying.write('X', 0);
-  fs.writeFileSync(path.join(queue, 'LIES.eml'), Buffer.concat([Buffer.from('extra'), lying]));
+  fs.writeFileSync(path.join(queue, '000000001LIES.eml'), Buffer.concat([Buffer.from('extra'), lying]));
 
-  const found = await new Spool(dir).open();
-  expect(found.map((e) => e.id)).toEqual([kept.id]);
+  const again = new Spool(dir);
+  await again.open();
+  const repaired = await again.repairIndex(async () => undefined);
+  expect(repaired).toEqual({ checked: 5, added: 0, removed: 4, complete: true });
+  expect((await again.list()).map((e) => e.id)).toEqual([kept.id]);
+  expect(spoolFiles()).toEqual([`${kept.id}.eml`]);
+});
+
+test('a torn file the index leads to is removed when loaded, as one never committed', async () => {
+  const spool = new Spool(dir);
+  await spool.open();
+  const kept = await commit(spool, messageOf(3000));
+  const whole = fs.readFileSync(spool.messagePath(kept.id));
+  fs.writeFileSync(spool.messagePath('TORN'), whole.subarray(0, whole.length - 5));
+  expect(await new Spool(dir).load('TORN')).toBeNull();
   expect(spoolFiles()).toEqual([`${kept.id}.eml`]);
 });
 
@@ -161,19 +180,22 @@ test('an aborted message leaves nothing, whether it was in memory or already on 
   expect(fs.readdirSync(path.join(dir, 'spool-tmp'))).toEqual([]);
 });
 
-test('a queued file that cannot be read stops the start, naming it, and is kept (never taken for one not committed)', async () => {
+test('a queued file that cannot be read is an error naming it when loaded, and is kept (never taken for one not committed)', async () => {
   const spool = new Spool(dir);
   await spool.open();
   await commit(spool, messageOf(1000));
   // root reads any file whatever its mode, so the unreadable "file" is a folder (EISDIR)
-  fs.mkdirSync(path.join(dir, 'spool', 'UNREADABLE.eml'));
-  await expect(new Spool(dir).open()).rejects.toThrow(/cannot read the queued message .*UNREADABLE\.eml \(EISDIR\); fix/);
-  expect(spoolFiles()).toContain('UNREADABLE.eml');
+  fs.mkdirSync(path.join(dir, 'spool', '000000001UNREADABLE.eml'));
+  const again = new Spool(dir);
+  await again.open();
+  await expect(again.load('000000001UNREADABLE')).rejects.toThrow(/cannot read the queued message .*UNREADABLE\.eml \(EISDIR\); fix/);
+  await again.repairIndex(async () => undefined);
+  expect(spoolFiles()).toContain('000000001UNREADABLE.eml');
   expect(spoolFiles().filter((f) => f.endsWith('.eml'))).toHaveLength(2);
 });
 
 test.each([['small (held in memory)', 10 * 1024], ['large (streamed to disk)', 700 * 1024]])(
-  'a %s message whose bytes changed after its commit is set aside at start, neither sent nor deleted', async (_kind, size) => {
+  'a %s message whose bytes changed after its commit is set aside when loaded for delivery, neither sent nor deleted', async (_kind, size) => {
     const spool = new Spool(dir);
     await spool.open();
     const kept = await commit(spool, messageOf(2000));
@@ -189,8 +211,9 @@ test.each([['small (held in memory)', 10 * 1024], ['large (streamed to disk)', 7
     fs.closeSync(fd);
 
     const again = new Spool(dir);
-    const found = await again.open();
-    expect(found.map((e) => e.id)).toEqual([kept.id]);
+    await again.open();
+    expect(await again.load(envelope.id)).toBeNull();
+    expect(await again.load(kept.id)).toEqual(kept);
     expect(spoolFiles()).toEqual([`${kept.id}.eml`]);
     const aside = path.join(dir, 'spool-damaged');
     expect(fs.readdirSync(aside).sort()).toEqual([`${envelope.id}.eml`, `${envelope.id}.json`]);
@@ -205,6 +228,6 @@ test('a message queued by a version without checksums is still taken at start', 
   const file = spool.messagePath(envelope.id);
   const bytes = fs.readFileSync(file).subarray(0, envelope.size);
   fs.writeFileSync(file, Buffer.concat([bytes, encodeTrailer(older)]));
-  const [found] = await new Spool(dir).open();
+  const found = await new Spool(dir).load(envelope.id);
   expect(found).toEqual(older);
 });
