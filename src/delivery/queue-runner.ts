@@ -243,6 +243,22 @@ export class QueueRunner {
     return [...this.active.values()];
   }
 
+  /** When the oldest queued message (in memory or on disk) was accepted; null: none. Cached a while (Spool.oldestQueuedAt). */
+  oldestQueuedAt(maxAgeMs?: number): Promise<number | null> {
+    return this.options.spool.oldestQueuedAt(maxAgeMs);
+  }
+
+  /**
+   * Every queued message, those on disk read from it, when the queue holds at most `max`
+   * (the status page: a view of the whole queue at a bounded cost); null when it holds more.
+   */
+  async allEnvelopes(max: number): Promise<SpoolEnvelope[] | null> {
+    if (this.size > max) return null;
+    const all = new Map(this.active);
+    for await (const envelope of this.options.spool.envelopes()) if (!all.has(envelope.id)) all.set(envelope.id, envelope);
+    return [...all.values()];
+  }
+
   /** Delivery connections open (or opening) now, by provider (providerOf). */
   openConnections(): Map<string, number> {
     const open = new Map<string, number>();

@@ -11,7 +11,7 @@ import { StartError } from '../start-errors';
 import { HttpSettings } from './listen-settings';
 import { readiness } from './readiness';
 import { RelayState } from './relay-state';
-import { renderStatusPage } from './status-page';
+import { PAGE_QUEUE_READ_LIMIT, renderStatusPage } from './status-page';
 import { RelayMetrics } from './metrics';
 
 export interface HttpListener {
@@ -58,7 +58,9 @@ export async function startHttp(settings: HttpSettings, state: RelayState, metri
         return send(res, r.ready ? 200 : 503, 'application/json', JSON.stringify({ status: r.ready ? 'ready' : 'not ready', checks: r.checks }));
       }
       case '/': {
-        const page = renderStatusPage(state, await readiness(state));
+        // the whole queue, read from disk, while it is small enough to read for a page view
+        const queued = (await state.queue?.allEnvelopes(PAGE_QUEUE_READ_LIMIT).catch(() => null)) ?? null;
+        const page = renderStatusPage(state, await readiness(state), Date.now(), queued);
         // Defence in depth behind the escaping: no script, no outside resource runs or loads.
         res.setHeader('Content-Security-Policy', "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'");
         res.setHeader('X-Content-Type-Options', 'nosniff');

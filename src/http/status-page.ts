@@ -4,6 +4,7 @@
 // through esc(): a hostile MX can put markup in its reply, a client in its address.
 import { domainOf } from '../policy/sender-domains';
 import { verdictOf } from '../replies/verdict';
+import type { SpoolEnvelope } from '../spool/spool';
 import { RecentActivity } from './recent-activity';
 import { keySummaries, RelayState } from './relay-state';
 
@@ -20,7 +21,14 @@ interface DestinationRow {
   last?: { reply: string; host?: string; at: number };
 }
 
-export function renderStatusPage(state: RelayState, ready: { ready: boolean; checks: { name: string; ok: boolean; detail: string }[] }, now = Date.now()): string {
+/**
+ * A queue of at most this many messages is read whole (from disk too) for the page; a larger
+ * one shows the active queue (in memory) and the number of messages on disk.
+ */
+export const PAGE_QUEUE_READ_LIMIT = 5000;
+
+/** queued: every queued message (QueueRunner.allEnvelopes), or null when the queue was too large to read. */
+export function renderStatusPage(state: RelayState, ready: { ready: boolean; checks: { name: string; ok: boolean; detail: string }[] }, now = Date.now(), queued: SpoolEnvelope[] | null = null): string {
   const a = state.activity;
   return `<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
@@ -31,7 +39,7 @@ export function renderStatusPage(state: RelayState, ready: { ready: boolean; che
 <header><h1>dkim-relay</h1><p>${esc(state.identity?.heloName ?? 'starting')} · up ${esc(duration(now - state.startedAt))} · <span class="${ready.ready ? 'ok' : 'bad'}" id="readiness">${ready.ready ? 'ready' : 'not ready'}</span> · ${esc(new Date(now).toISOString())}</p></header>
 ${ready.ready ? '' : `<section><h2>Not ready</h2><ul>${ready.checks.filter((c) => !c.ok).map((c) => `<li><b>${esc(c.name)}</b>: ${esc(c.detail)}</li>`).join('')}</ul></section>`}
 <section id="totals"><h2>Since start</h2>${totals(a)}</section>
-<section id="queue"><h2>Queue by destination</h2>${queueTable(state, now)}</section>
+<section id="queue"><h2>Queue by destination</h2>${queueTable(state, now, queued)}</section>
 <section id="paused"><h2>Paused destinations</h2>${pausedTable(a, now)}</section>
 <section id="chart"><h2>Deliveries per hour, last 24 hours</h2>${chart(a)}</section>
 <section id="refusals"><h2>Last refusals at submission</h2>${refusalTable(a)}</section>
@@ -47,9 +55,9 @@ function totals(a: RecentActivity): string {
   return `<dl class="totals">${items.map(([k, v]) => `<div><dt>${k}</dt><dd data-total="${k}">${v}</dd></div>`).join('')}</dl>`;
 }
 
-function queueTable(state: RelayState, now: number): string {
+function queueTable(state: RelayState, now: number, queued: SpoolEnvelope[] | null): string {
   const rows = new Map<string, DestinationRow>();
-  for (const e of state.queue?.envelopes() ?? []) {
+  for (const e of queued ?? state.queue?.envelopes() ?? []) {
     const received = Date.parse(e.receivedAt);
     for (const r of e.recipients) {
       if (r.status !== 'queued') continue;
@@ -62,14 +70,17 @@ function queueTable(state: RelayState, now: number): string {
       if (r.lastReply && (!row.last || (r.lastAttemptAt ?? 0) > row.last.at)) row.last = { reply: r.lastReply, host: r.remoteHost, at: r.lastAttemptAt ?? 0 };
     }
   }
-  if (!rows.size) return '<p class="empty">The queue is empty.</p>';
+  // Messages not due within a minute wait on disk (spool/due-index.ts) and are not read for a page view.
+  const onDisk = queued ? 0 : Math.max(0, (state.queue?.size ?? 0) - (state.queue?.activeSize ?? 0));
+  const diskNote = onDisk ? `<p class="on-disk" data-on-disk="${onDisk}">${onDisk} more message(s) wait on disk (not due within a minute) and are not broken down here (the queue is larger than ${PAGE_QUEUE_READ_LIMIT} messages, too many to read for a page): <code>dkim-relay queue list</code> shows them.</p>` : '';
+  if (!rows.size) return diskNote || '<p class="empty">The queue is empty.</p>';
   const sorted = [...rows.values()].sort((x, y) => x.oldest - y.oldest).slice(0, 200);
   return `<table><thead><tr><th>destination</th><th>new</th><th>deferred</th><th>oldest</th><th>last reply</th><th>class</th><th>what it means</th></tr></thead><tbody>${sorted.map((r) => {
     const v = r.last ? verdictOf(r.last.reply, r.last.host) : null;
     return `<tr data-domain="${esc(r.domain)}"><td>${esc(r.domain)}</td><td>${r.waiting}</td><td>${r.deferred}</td><td>${esc(duration(now - r.oldest))}</td>` +
       `<td class="reply">${r.last ? `${esc(r.last.reply)}${r.last.host ? ` <small>(${esc(r.last.host)})</small>` : ''}` : '<i>not tried yet</i>'}</td>` +
       `<td>${v ? `<span class="cls">${esc(v.class)}</span>` : ''}</td><td>${v ? `${esc(v.explanation)}${v.fix ? `<br><small>fix: ${esc(v.fix)}</small>` : ''}` : ''}</td></tr>`;
-  }).join('')}</tbody></table>${rows.size > sorted.length ? `<p>${rows.size - sorted.length} more destinations not shown.</p>` : ''}`;
+  }).join('')}</tbody></table>${rows.size > sorted.length ? `<p>${rows.size - sorted.length} more destinations not shown.</p>` : ''}${diskNote}`;
 }
 
 function pausedTable(a: RecentActivity, now: number): string {

@@ -792,6 +792,25 @@ export class Spool {
     }
   }
 
+  /**
+   * When the oldest queued message was accepted (epoch ms; null: the queue is empty), read off
+   * the names (ids begin with their time) without opening a message. The walk is cached for
+   * `maxAgeMs`: a million messages take a second or so to list.
+   */
+  async oldestQueuedAt(maxAgeMs = 60_000): Promise<number | null> {
+    const now = Date.now();
+    if (this.oldestCache && now - this.oldestCache.at < maxAgeMs) return this.oldestCache.value;
+    let min: string | null = null;
+    for await (const name of namesIn(this.queueDir)) {
+      if (name.endsWith('.eml') && (min === null || name < min)) min = name;
+    }
+    const value = min === null ? null : parseInt(min.slice(0, ID_TIME_LENGTH), 36);
+    this.oldestCache = { at: now, value: Number.isFinite(value) ? value : null };
+    return this.oldestCache.value;
+  }
+
+  private oldestCache: { at: number; value: number | null } | null = null;
+
   /** Every queued envelope as a list (see envelopes; for small spools and tests). */
   async list(): Promise<SpoolEnvelope[]> {
     const all: SpoolEnvelope[] = [];

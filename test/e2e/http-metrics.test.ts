@@ -74,9 +74,12 @@ test('after 5 accepted (3 delivered, 1 bounced, 1 deferred) and 3 refused, /metr
   expect(sample(m, 'dkim_relay_delivery_duration_seconds_count', { provider })).toBe(6);
   expect(total(m, 'dkim_relay_delivery_connections_total', { provider, tls: 'opportunistic' })).toBeGreaterThanOrEqual(1);
   expect(total(m, 'dkim_relay_delivery_connections_total', { tls: 'none' })).toBe(0);
-  // left in the queue: the deferred one
+  // left in the queue: the deferred one, due in an hour, so on disk, not in the active queue
+  // (queue_recipients reads the active queue only: a scrape opens no message; the oldest age
+  // comes from the spool's file names)
   expect(sample(m, 'dkim_relay_queue_messages')).toBe(1);
-  expect(sample(m, 'dkim_relay_queue_recipients', { state: 'deferred' })).toBe(1);
+  expect(sample(m, 'dkim_relay_queue_active_messages')).toBe(0);
+  expect(sample(m, 'dkim_relay_queue_recipients', { state: 'deferred' })).toBe(0);
   expect(sample(m, 'dkim_relay_queue_recipients', { state: 'new' })).toBe(0);
   expect(sample(m, 'dkim_relay_queue_oldest_message_age_seconds')).toBeGreaterThan(0);
   expect(sample(m, 'dkim_relay_dkim_keys', { state: 'active' })).toBe(1);
