@@ -78,7 +78,7 @@ describe('a queued message damaged on disk', () => {
     expect(line.file).toBe(path.join(h.config.dataDir, 'spool-damaged', `${id}.eml`));
     expect(fs.existsSync(file)).toBe(false);
     expect(fs.existsSync(path.join(h.config.dataDir, 'spool-damaged', `${id}.eml`))).toBe(true);
-    expect(h.relay.queue.envelopes().map((e) => e.id)).not.toContain(id);
+    expect(((await h.relay.queue.allEnvelopes(10_000)) ?? []).map((e) => e.id)).not.toContain(id);
   });
 });
 

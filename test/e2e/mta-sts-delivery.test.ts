@@ -114,7 +114,7 @@ test('enforce, certificate names another host: deferred, nothing reaches that MX
   expect(await queueShow(id)).toContain('last reply: MTA-STS enforce: the certificate of mx.enforce-badcert.test does not name it');
   await new Promise((r) => setTimeout(r, 300));
   expect(wrong.messages.filter((m) => m.rcptTo.includes('user@enforce-badcert.test'))).toEqual([]);
-  const recipient = h.relay.queue.envelopes().find((e) => e.id === id)!.recipients[0];
+  const recipient = ((await h.relay.queue.allEnvelopes(10_000)) ?? []).find((e) => e.id === id)!.recipients[0];
   expect(recipient.status).toBe('queued');
   // the next message within a minute is not tried again; its reply still says why first
   const next = await send('user@enforce-badcert.test', 'sts bad cert 2');

@@ -215,7 +215,7 @@ test('a client AUTHs over STARTTLS on the container\'s port; the message arrives
   // and /metrics counts it
   const metrics = await (await fetch(`http://${SUBMIT_HOST}:${httpPort}/metrics`, { headers: { Authorization: `Bearer ${HTTP_TOKEN}` } })).text();
   expect(metrics).toMatch(/^dkim_relay_messages_accepted_total\{node="[^"]+"\} 1$/m);
-  expect(metrics).toMatch(/^dkim_relay_deliveries_total\{provider="mx\.dest\.test",outcome="delivered",class="delivered"\} 1$/m);
+  expect(metrics).toMatch(/^dkim_relay_deliveries_total\{provider="mx\.dest\.test",outcome="delivered",class="delivered",node="[^"]+"\} 1$/m);
 }, 60_000);
 
 test('queue list shows a deferred message; SIGKILL of the relay: the restart policy brings it back and the message is delivered', async () => {
