@@ -124,27 +124,6 @@ export class DueIndex {
   }
 
   /** Makes sure a minute's folder exists. */
-  /**
-   * add, in the thread pool: the commit of a new message makes its entry alongside the message
-   * file rather than before it on the main thread, where a create waits for the file
-   * system's journal while other commits fsync (bench/REGRESSION-CHECK.md).
-   */
-  async addAsync(bucket: number, id: string): Promise<void> {
-    const file = this.entryPath(bucket, id);
-    for (let attempt = 0; ; attempt++) {
-      this.folder(bucket);
-      try {
-        await (await fsp.open(file, 'wx', 0o600)).close();
-        return;
-      } catch (err) {
-        const code = (err as NodeJS.ErrnoException).code;
-        if (code === 'EEXIST') return;
-        if (code !== 'ENOENT' || attempt > 0) throw err;
-        this.known.delete(bucket);
-      }
-    }
-  }
-
   private folder(bucket: number): void {
     if (this.known.has(bucket)) return;
     fs.mkdirSync(path.join(this.dir, String(bucket)), { recursive: true, mode: 0o700 });

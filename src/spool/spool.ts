@@ -586,18 +586,11 @@ export class Spool {
    */
   async commitFromMemory(id: string, message: Buffer[], trailer: Buffer, signatures: Buffer, due = Date.now()): Promise<void> {
     const file = this.messagePath(id);
-    // The index entry is made in the thread pool while the file is written; the commit
-    // resolves (and the client gets its 250) only once both exist. A crash before that leaves
-    // a message nobody was told was accepted; one with an entry or not, the walk finds it.
-    const bucket = bucketOf(due);
-    this.held.set(id, bucket);
-    const entry = this.index.addAsync(bucket, id);
-    entry.catch(() => undefined); // awaited below; a failure then fails the commit
     let fd: number;
     try {
+      this.indexNew(id, due);
       fd = fs.openSync(file, 'wx', 0o600);
     } catch (err) {
-      await entry.catch(() => undefined);
       this.unindex(id);
       throw asSpoolError(err);
     }
@@ -605,7 +598,7 @@ export class Spool {
     try {
       writeAllSync(fd, [...message, trailer]);
       // allSettled, not all: the descriptor is closed only once its fsync is over
-      const synced = await Promise.allSettled([fsync(fd), this.queueDirSync.sync(), entry]);
+      const synced = await Promise.allSettled([fsync(fd), this.queueDirSync.sync()]);
       failure = synced.find((r): r is PromiseRejectedResult => r.status === 'rejected')?.reason ?? null;
     } catch (err) {
       failure = err;
