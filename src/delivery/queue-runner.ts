@@ -798,6 +798,9 @@ export class QueueRunner {
     let job: Job | null = first;
     let session: SmtpSession | null = null;
     let sent = 0;
+    // A session opened for a TLS report skipped the TLS policy (RFC 8460 5.3): it carries that
+    // report only, never the site's next job, which must meet MTA-STS or DANE.
+    let reportOnly = false;
     try {
       while (job) {
         // Another node may have paused the destination, or its rate says wait.
@@ -807,6 +810,7 @@ export class QueueRunner {
           if (!session) break;
           this.options.events?.connectionOpened(providerOf(site), session.tlsOutcome.level);
           sent = 0;
+          reportOnly = !!job.envelope.tlsReport;
         }
         const outcome = await this.sendJob(site, session, job, sent + 1);
         sent++;
@@ -815,7 +819,7 @@ export class QueueRunner {
           this.sessions.delete(session);
           session = null;
           if (outcome === 'throttled') break;
-        } else if (sent >= site.limit.messagesPerConnection) {
+        } else if (sent >= site.limit.messagesPerConnection || reportOnly) {
           await session.quit();
           this.sessions.delete(session);
           session = null;
