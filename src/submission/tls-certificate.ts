@@ -117,7 +117,7 @@ function readUsablePair(keyFile: string, certFile: string): { key: string; cert:
  * for ten years. node:crypto cannot build certificates, so node-forge lays out the ASN.1;
  * the key pair and the signature come from node:crypto (OpenSSL, fast).
  */
-export function makeSelfSigned(hostname: string, now = new Date()): { key: string; cert: string } {
+export function makeSelfSigned(hostname: string, now = new Date(), serialBytes = crypto.randomBytes(16)): { key: string; cert: string } {
   if (!hostname) throw new TlsCertificateError('no host name given for the self-signed certificate: set delivery.heloName (env RELAY_HELO_NAME), or tls.key and tls.cert');
   const forge = loadForge();
   const pair = crypto.generateKeyPairSync('rsa', {
@@ -127,9 +127,11 @@ export function makeSelfSigned(hostname: string, now = new Date()): { key: strin
   });
   const cert = forge.pki.createCertificate();
   cert.publicKey = forge.pki.publicKeyFromPem(pair.publicKey);
-  // A positive serial: 16 random bytes with the top bit cleared.
-  const serial = crypto.randomBytes(16);
-  serial[0] &= 0x7f;
+  // A positive serial in minimal DER: 16 random bytes, the top bit cleared and the first byte
+  // never 0 (forge writes the bytes as given; a leading 0x00 before a byte under 0x80 is
+  // "illegal padding" to OpenSSL, which then refused one certificate in about 256).
+  const serial = Buffer.from(serialBytes);
+  serial[0] = (serial[0] & 0x7f) || 0x01;
   cert.serialNumber = serial.toString('hex');
   const notBefore = new Date(now.getTime() - 24 * 3600 * 1000);
   const notAfter = new Date(notBefore);

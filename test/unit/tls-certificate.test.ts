@@ -120,3 +120,16 @@ test('configured files that are missing, unset, not PEM or not a pair give a cle
     }
   }
 });
+
+test('a serial whose random bytes start with 0x00 still makes a certificate OpenSSL accepts (minimal DER)', () => {
+  // before: forge wrote the leading 0x00 as given, and OpenSSL refused the certificate
+  // ("illegal padding"), for about one random serial in 256
+  for (const first of [0x00, 0x80]) {
+    const bytes = Buffer.alloc(16, 0x11);
+    bytes[0] = first;
+    const { key, cert } = makeSelfSigned('relay.example.org', new Date(), bytes);
+    expect(() => new crypto.X509Certificate(cert)).not.toThrow();
+    expect(() => tls.createSecureContext({ key, cert })).not.toThrow();
+    expect(new crypto.X509Certificate(cert).serialNumber).toMatch(/^01/);
+  }
+});
