@@ -63,12 +63,10 @@ export interface RedisDestinationOptions {
 
 export class RedisDestinationState implements DestinationState {
   private readonly scripts: Scripts;
-  /** Local state: this node's connections (always), its rates and pauses while Redis is away. */
+  /** Local state: this node's connections (always), its rates while Redis is away, and the pauses as last read from Redis or set here. */
   private readonly local = new MemoryDestinationState();
   /** This node's leases by limit key. */
   private readonly leases = new Map<string, Set<string>>();
-  /** Pauses as last read from Redis or set here. */
-  private readonly pauses = new Map<string, number>();
   /** Pauses set here, written again each heartbeat while they last (Redis may have lost them). */
   private readonly ownPauses = new Map<string, number>();
   private readonly ttl: number;
@@ -124,21 +122,15 @@ export class RedisDestinationState implements DestinationState {
   }
 
   pause(key: string, untilMs: number): boolean {
-    const was = this.pausedUntil(key);
-    if (untilMs > was) this.pauses.set(key, untilMs);
+    const first = this.local.pause(key, untilMs);
     this.ownPauses.set(key, Math.max(untilMs, this.ownPauses.get(key) ?? 0));
     // No expiry on the set: each node's heartbeat drops the pauses that are over.
     void this.shared.call('pause', (c) => c.zadd(PAUSES, 'GT', untilMs, key));
-    return was === 0;
+    return first;
   }
 
   pausedUntil(key: string): number {
-    const until = this.pauses.get(key) ?? 0;
-    if (until && until <= Date.now()) {
-      this.pauses.delete(key);
-      return 0;
-    }
-    return until;
+    return this.local.pausedUntil(key);
   }
 
   /** Each heartbeat: the pauses of all nodes; every RENEW_MS: this node's leases renewed. */
@@ -161,7 +153,7 @@ export class RedisDestinationState implements DestinationState {
       const until = Number(pairs[i + 1]);
       if (until > this.pausedUntil(key)) {
         if (!this.pausedUntil(key)) this.log.warn({ destination: key, pausedUntil: new Date(until).toISOString() }, `destination ${key.replace(/^(rule|host):/, '')} paused by another node (it was throttled there)`);
-        this.pauses.set(key, until);
+        this.local.pause(key, until);
       }
     }
     if (now - this.renewedAt < this.renewMs || !this.shared.up) return;

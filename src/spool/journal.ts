@@ -16,6 +16,7 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import readline from 'node:readline';
+import type { AttemptRecord } from './spool';
 
 export type FinalStatus = 'delivered' | 'failed' | 'expired' | 'deleted';
 
@@ -37,18 +38,8 @@ export interface JournalRecipient {
   bounceId?: string;
 }
 
-/** One line of the message's attempt history, as `queue show` prints it for queued messages. */
-export interface JournalAttempt {
-  at: number;
-  recipients: string[];
-  outcome: string;
-  reply: string;
-  host?: string;
-  ip?: string;
-  class?: string;
-  explanation?: string;
-  fix?: string;
-}
+/** One line of the message's attempt history, as `queue show` prints it for queued messages (outcome: as read back, any string). */
+export type JournalAttempt = Omit<AttemptRecord, 'outcome'> & { outcome: string };
 
 export interface JournalRecord {
   id: string;
