@@ -5,6 +5,7 @@
 // data dir on a small tmpfs, filled up: mounting needs root, which the tests run as).
 import { execFile, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { configCommand } from '../../src/cli/config-command';
@@ -150,3 +151,29 @@ test('serve refuses a listener beyond loopback without a token, naming the setti
     fs.rmSync(s.dir, { recursive: true, force: true });
   }
 }, 30_000);
+
+/** Writes raw bytes to the HTTP listener and returns what comes back before it closes (or 5 s pass). */
+function rawHttp(port: number, bytes: string | Buffer): Promise<string> {
+  return new Promise((resolve) => {
+    const socket = net.connect(port, '127.0.0.1');
+    const chunks: Buffer[] = [];
+    const done = () => resolve(Buffer.concat(chunks).toString('latin1'));
+    socket.on('data', (c: Buffer) => chunks.push(c));
+    socket.on('close', done);
+    socket.on('error', () => undefined);
+    socket.setTimeout(5000, () => socket.destroy());
+    socket.end(bytes);
+  });
+}
+
+test('hostile HTTP clients: junk, odd bytes in the path, other methods, a huge header, a token in the query: refused, and the listener goes on', async () => {
+  const port = h.relay.http!.port;
+  const auth = `Authorization: Bearer ${TOKEN}\r\n`;
+  expect(await rawHttp(port, '\x16\x03\x01\x00\xa5junk that is no HTTP\r\n\r\n')).toMatch(/^HTTP\/1\.1 400 /);
+  expect(await rawHttp(port, `GET /%00%ff/..%2f..%2fetc/passwd HTTP/1.1\r\nHost: x\r\n${auth}Connection: close\r\n\r\n`)).toMatch(/^HTTP\/1\.1 404 [\s\S]*no such path/);
+  expect(await rawHttp(port, `POST /metrics HTTP/1.1\r\nHost: x\r\n${auth}Content-Length: 3\r\nConnection: close\r\n\r\nabc`)).toMatch(/^HTTP\/1\.1 405 [\s\S]*Allow: GET, HEAD/);
+  expect(await rawHttp(port, `GET /metrics HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(64 * 1024)}\r\n${auth}Connection: close\r\n\r\n`)).toMatch(/^HTTP\/1\.1 431 /);
+  // the token is only taken from the Authorization header
+  expect(await rawHttp(port, `GET /metrics?token=${TOKEN} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`)).toMatch(/^HTTP\/1\.1 401 /);
+  expect((await get(port, '/healthz', TOKEN)).status).toBe(200);
+});
