@@ -74,13 +74,22 @@ test('docker-compose.cluster.yml: Redis and two nodes, each its own address, HEL
     const a = services['node-a'].environment;
     const b = services['node-b'].environment;
     expect(a).toMatchObject({ RELAY_NODE_NAME: 'node-a', RELAY_LOCAL_ADDRESS: '198.51.100.25', RELAY_HELO_NAME: 'relay-a.example.net', RELAY_SUBMISSION_PORT: '2587' });
-    expect(b).toMatchObject({ RELAY_NODE_NAME: 'node-b', RELAY_LOCAL_ADDRESS: '198.51.100.26', RELAY_HELO_NAME: 'relay-b.example.net', RELAY_SUBMISSION_PORT: '2588' });
+    expect(b).toMatchObject({ RELAY_NODE_NAME: 'node-b', RELAY_LOCAL_ADDRESS: '198.51.100.26', RELAY_HELO_NAME: 'relay-b.example.net', RELAY_SUBMISSION_PORT: '2589' });
     expect(a.RELAY_REDIS_URL).toBe('redis://:pw-123@127.0.0.1:6379/0');
     expect(b.RELAY_REDIS_URL).toBe(a.RELAY_REDIS_URL);
     const spool = (svc: { volumes: ({ source: string; target: string } | string)[] }) => svc.volumes.map((v) => (typeof v === 'string' ? v : `${v.source}:${v.target}`)).find((v) => v.includes('/var/lib/dkim-relay/data'));
     expect(spool(services['node-a'])).not.toEqual(spool(services['node-b']));
     // each node's settings are accepted by the relay
     for (const env of [a, b]) expect(() => loadConfig({ env })).not.toThrow();
+
+    // both nodes on the host's network: no port of one is a port of the other, HTTP listeners included
+    fs.writeFileSync(path.join(dir, '.env'), `${dotEnv}NODE_A_HTTP_LISTEN=127.0.0.1:2588\nNODE_B_HTTP_LISTEN=127.0.0.1:2590\n`);
+    const withHttp = YAML.parse((await run('docker-compose', ['-f', 'docker-compose.cluster.yml', 'config'], { cwd: dir })).stdout).services;
+    const ports = ['node-a', 'node-b'].flatMap((n) => {
+      const e = withHttp[n].environment;
+      return [e.RELAY_SUBMISSION_PORT, loadConfig({ env: e }).http.listen.split(':').pop()];
+    });
+    expect(ports).toEqual(['2587', '2588', '2589', '2590']);
 
     fs.writeFileSync(path.join(dir, '.env'), dotEnv.replace(/^NODE_B_HELO=.*\n/m, ''));
     const missing = await run('docker-compose', ['-f', 'docker-compose.cluster.yml', 'config'], { cwd: dir }).then(() => '', (e: { stderr: string }) => e.stderr);
