@@ -165,8 +165,11 @@ test('Redis killed in the middle of a burst: nothing is lost, delivery goes on (
   for (const h of nodes) {
     expect(logLines(h).filter((l) => Number(l.time) >= killedAt && /Redis unusable/.test(String(l.msg)))).toHaveLength(1);
   }
-  // on its own, each node took its share of the limit of 2 over 3 nodes: 1 (so at most 3)
-  expect(sinks.outage.openConnections().max).toBeLessThanOrEqual(3);
+  // on its own, each node takes its share of the limit of 2 over 3 nodes: 1, and keeps the
+  // connections it held through Redis when it went away. So at the switch one node may hold the
+  // 2 the shared limit allowed while the two others open 1 each: at most 4 (a node on the whole
+  // limit, as without the share, would reach 6). A CI run saw that 4 once.
+  expect(sinks.outage.openConnections().max).toBeLessThanOrEqual(4);
   await redis.start();
   for (const h of nodes) await waitForLog(h, (l) => Number(l.time) >= killedAt && /Redis is back/.test(String(l.msg)), 15_000);
   for (const h of nodes) expect(logLines(h).filter((l) => Number(l.time) >= killedAt && /Redis is back/.test(String(l.msg)))).toHaveLength(1);
